@@ -1,0 +1,96 @@
+"""Settings (environment, prefix `ORCH_`) and loading of the project registry.
+
+This is the only module that reads the environment. One `Settings` object is built
+at start and passed explicitly to whatever needs it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.domain.errors import ConfigError
+from app.keys import Keys
+from app.projects import Registry
+
+
+class Settings(BaseSettings):
+    """Process-wide settings. Secrets are SecretStr so they never reach a log line."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCH_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "pf:"
+    projects_file: Path = Path("projects.toml")
+
+    plane_base_url: str = "http://127.0.0.1:8100"
+    plane_api_token: SecretStr = SecretStr("")
+    plane_workspace: str = "acme"
+    plane_webhook_secret: SecretStr = SecretStr("")
+    plane_user_id: str | None = None  # our own Plane user; discovered if unset
+    plane_rate_per_min: int = 50
+    plane_timeout_s: float = 10.0
+    plane_retries: int = 3
+    plane_states_ttl_s: int = 300
+
+    gitea_base_url: str | None = None
+    gitea_token: SecretStr = SecretStr("")
+    gitea_webhook_secret: SecretStr = SecretStr("")
+
+    repos_dir: Path = Path("var/repos")
+    spool_dir: Path = Path("var/spool")
+
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+    webhook_max_body: int = 1024 * 1024
+    events_maxlen: int = 100_000
+    delivery_ttl_s: int = 7 * 24 * 3600
+
+    lock_ttl_s: float = 30.0
+    lock_wait_s: float = 10.0
+
+    reconcile_interval_s: int = 60
+    reconcile_grace_s: int = 120
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.key_prefix)
+
+
+def load_registry(path: Path) -> Registry:
+    """Read and validate the TOML registry; raise ConfigError naming file, project, field."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found (set ORCH_PROJECTS_FILE)") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return Registry.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Render pydantic errors as `project 'web': field 'repo' is required; ...`."""
+    parts: list[str] = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        where = ""
+        if len(loc) >= 2 and loc[0] == "projects":
+            where = f"project {loc[1]!r}: "
+            loc = loc[2:]
+        field = ".".join(loc) or "(top level)"
+        msg = "is required" if err["type"] == "missing" else err["msg"]
+        parts.append(f"{where}field {field!r} {msg}")
+    return "; ".join(parts)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(f"environment: {describe_validation_error(exc)}") from exc

@@ -1,0 +1,1 @@
+"""The domain core: stages, transitions and models. No I/O lives here."""

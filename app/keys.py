@@ -1,0 +1,96 @@
+"""Every Redis key planeflow writes, built in this one module.
+
+The README's redis-cli section is a copy of this file. All keys share a prefix
+(`pf:` by default, `ORCH_KEY_PREFIX`); Dramatiq keeps its own keys under `dramatiq:`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "pf:"
+
+    # -- webhooks -------------------------------------------------------------
+    @property
+    def events(self) -> str:
+        """Stream of every verified webhook with its outcome (XADD, MAXLEN ~)."""
+        return f"{self.prefix}events"
+
+    def delivery(self, body_sha256: str) -> str:
+        """Dedup marker of one webhook body (SET NX with a TTL)."""
+        return f"{self.prefix}delivery:{body_sha256}"
+
+    # -- tasks ----------------------------------------------------------------
+    @property
+    def task_seq(self) -> str:
+        """Counter that numbers tasks (INCR)."""
+        return f"{self.prefix}seq:task"
+
+    def task(self, task_id: str) -> str:
+        """Hash: one task."""
+        return f"{self.prefix}task:{task_id}"
+
+    def task_by_issue(self, plane_issue_id: str) -> str:
+        """String: the anti-dup index, Plane work item id -> task id (SET NX)."""
+        return f"{self.prefix}task-by-issue:{plane_issue_id}"
+
+    def tasks_in_stage(self, stage: str) -> str:
+        """Set: ids of the tasks currently in a stage."""
+        return f"{self.prefix}tasks:{stage}"
+
+    @property
+    def tasks_all(self) -> str:
+        """Sorted set: every task id, scored by creation time."""
+        return f"{self.prefix}tasks"
+
+    def task_log(self, task_id: str) -> str:
+        """Stream: the task's timeline (transitions, jobs, syncs, ignored triggers)."""
+        return f"{self.prefix}task:{task_id}:log"
+
+    # -- jobs -----------------------------------------------------------------
+    @property
+    def job_seq(self) -> str:
+        return f"{self.prefix}seq:job"
+
+    def job(self, job_id: str) -> str:
+        """Hash: one job."""
+        return f"{self.prefix}job:{job_id}"
+
+    # -- locks ----------------------------------------------------------------
+    def issue_lock(self, plane_issue_id: str) -> str:
+        """Per-issue lock serialising the handlers of one work item."""
+        return f"{self.prefix}lock:issue:{plane_issue_id}"
+
+    def create_lock(self, plane_issue_id: str) -> str:
+        """Lock held only inside create_task_atomic (separate from the issue lock)."""
+        return f"{self.prefix}lock:create:{plane_issue_id}"
+
+    @property
+    def scheduler_lock(self) -> str:
+        return f"{self.prefix}lock:scheduler"
+
+    def reconcile_lock(self, project: str) -> str:
+        return f"{self.prefix}lock:reconcile:{project}"
+
+    # -- Plane ----------------------------------------------------------------
+    def plane_states(self, project: str) -> str:
+        """Hash: cached resolution of a project's logical status keys to state ids."""
+        return f"{self.prefix}plane:states:{project}"
+
+    @property
+    def plane_rate(self) -> str:
+        """Dramatiq rate-limiter key shared by every process calling Plane."""
+        return f"{self.prefix}plane:rate"
+
+    @property
+    def plane_me(self) -> str:
+        """String: our own Plane user id (echo suppression)."""
+        return f"{self.prefix}plane:me"
+
+    @property
+    def counters(self) -> str:
+        """Hash: counters (Plane calls, failures, replays, ...) shared by all processes."""
+        return f"{self.prefix}counters"

@@ -1,0 +1,306 @@
+"""Redis repository: tasks, jobs, timelines, locks and the anti-dup index.
+
+Key names come from `app.keys`. Every multi-key change is one MULTI/EXEC so a
+reader never sees a task in two stage sets. Locks are redis-py's own `Lock` (owner
+token + TTL; release is a compare-and-delete, so we never free someone else's lock).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+from redis.exceptions import LockError, LockNotOwnedError, WatchError
+
+from app.domain.errors import StoreError
+from app.domain.models import Job, JobState, Task, utcnow
+from app.domain.stages import Stage
+from app.keys import Keys
+
+log = logging.getLogger(__name__)
+
+Redis = redis.Redis
+TIMELINE_MAXLEN = 2000
+
+
+def connect(url: str) -> Redis:
+    """A client that speaks str (decode_responses); the broker keeps its own client."""
+    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+
+
+class Store:
+    """All of planeflow's own Redis state, behind small explicit operations."""
+
+    def __init__(
+        self,
+        client: Redis,
+        keys: Keys | None = None,
+        *,
+        lock_ttl_s: float = 30.0,
+        lock_wait_s: float = 10.0,
+    ) -> None:
+        # Any: redis-py types every reply as bytes|str whatever decode_responses says.
+        self.r: Any = client
+        self.keys = keys or Keys()
+        self.lock_ttl_s = lock_ttl_s
+        self.lock_wait_s = lock_wait_s
+
+    # -- locks ------------------------------------------------------------------
+    @contextmanager
+    def lock(self, name: str, *, ttl_s: float | None = None) -> Iterator[None]:
+        """Hold the Redis lock `name`; StoreError if it is not ours within lock_wait_s."""
+        lk = self.r.lock(
+            name,
+            timeout=ttl_s or self.lock_ttl_s,
+            blocking_timeout=self.lock_wait_s,
+            thread_local=False,
+        )
+        if not lk.acquire():
+            raise StoreError(
+                f"lock {name!r} still held by another owner after {self.lock_wait_s:g}s")
+        try:
+            yield
+        finally:
+            try:
+                lk.release()
+            except LockNotOwnedError:
+                # Our TTL ran out and someone else may hold it now: leave theirs alone.
+                log.warning("lock %s expired before release (critical section too long)",
+                            name)
+                self.incr_counter("lock_expired")
+            except LockError as exc:
+                log.warning("lock %s release failed: %s", name, exc)
+
+    @contextmanager
+    def issue_lock(self, plane_issue_id: str) -> Iterator[None]:
+        """Serialise the handlers of one work item."""
+        with self.lock(self.keys.issue_lock(plane_issue_id)):
+            yield
+
+    # -- tasks ------------------------------------------------------------------
+    def create_task_atomic(
+        self,
+        plane_issue_id: str,
+        work_item_id: str,
+        repo: str,
+        branch: str,
+        stage: Stage | str,
+        title: str,
+        *,
+        project: str = "",
+    ) -> tuple[Task, bool]:
+        """Return the work item's task, creating it if absent; `created` is True once.
+
+        Two guards: a per-issue creation lock (redis-py Lock, owner token + TTL) and,
+        inside it, a WATCHed set-if-absent on the index, so even a lock that expired
+        mid-way cannot let a second creator through.
+        """
+        index = self.keys.task_by_issue(plane_issue_id)
+        with self.lock(self.keys.create_lock(plane_issue_id)):
+            while True:
+                with self.r.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(index)
+                        existing = pipe.get(index)
+                        if existing is not None:
+                            pipe.reset()
+                            task = self.get_task(existing)
+                            if task is None:
+                                raise StoreError(
+                                    f"index {index} points at missing task {existing}"
+                                )
+                            return task, False
+                        task_id = str(self.r.incr(self.keys.task_seq))
+                        task = Task(
+                            id=task_id, plane_issue_id=plane_issue_id,
+                            work_item_id=work_item_id, project=project, repo=repo,
+                            branch=branch, stage=Stage(stage), title=title,
+                        )
+                        pipe.multi()
+                        pipe.set(index, task_id, nx=True)
+                        pipe.hset(self.keys.task(task_id), mapping=task.to_hash())
+                        pipe.sadd(self.keys.tasks_in_stage(task.stage.value), task_id)
+                        pipe.zadd(self.keys.tasks_all, {task_id: task.created_at.timestamp()})
+                        self._xadd_timeline(pipe, task_id, "created",
+                                            f"task created in stage {task.stage.value}")
+                        result = pipe.execute()
+                    except WatchError:
+                        continue
+                if result[0]:
+                    return task, True
+
+    def get_task(self, task_id: str) -> Task | None:
+        data = self.r.hgetall(self.keys.task(task_id))
+        return Task.from_hash(data) if data else None
+
+    def get_task_by_issue(self, plane_issue_id: str) -> Task | None:
+        task_id = self.r.get(self.keys.task_by_issue(plane_issue_id))
+        return self.get_task(task_id) if task_id else None
+
+    def list_tasks(self, stage: Stage | None = None) -> list[Task]:
+        if stage is None:
+            ids = self.r.zrange(self.keys.tasks_all, 0, -1)
+        else:
+            ids = sorted(self.r.smembers(self.keys.tasks_in_stage(stage.value)), key=_num)
+        pipe = self.r.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hgetall(self.keys.task(task_id))
+        return [Task.from_hash(d) for d in pipe.execute() if d]
+
+    def update_task(self, task_id: str, **fields: Any) -> Task:
+        """Set plain fields of a task (not its stage: use `move_task`)."""
+        if "stage" in fields:
+            raise StoreError("use move_task to change a task's stage")
+        task = self._require_task(task_id)
+        updated = task.model_copy(update={**fields, "updated_at": utcnow()})
+        self.r.hset(self.keys.task(task_id), mapping=updated.to_hash())
+        return updated
+
+    def move_task(self, task_id: str, stage: Stage, reason: str, **fields: Any) -> Task:
+        """Move a task to `stage` (the stage machine decided it), logging the reason."""
+        key = self.keys.task(task_id)
+        while True:
+            with self.r.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    data = pipe.hgetall(key)
+                    if not data:
+                        raise StoreError(f"task {task_id} does not exist")
+                    task = Task.from_hash(data)
+                    updated = task.model_copy(
+                        update={**fields, "stage": stage, "updated_at": utcnow()}
+                    )
+                    pipe.multi()
+                    pipe.hset(key, mapping=updated.to_hash())
+                    pipe.smove(self.keys.tasks_in_stage(task.stage.value),
+                               self.keys.tasks_in_stage(stage.value), task_id)
+                    pipe.sadd(self.keys.tasks_in_stage(stage.value), task_id)
+                    self._xadd_timeline(pipe, task_id, "transition",
+                                        f"{task.stage.value} -> {stage.value}: {reason}",
+                                        {"from": task.stage.value, "to": stage.value})
+                    pipe.execute()
+                    return updated
+                except WatchError:
+                    continue
+
+    def _require_task(self, task_id: str) -> Task:
+        task = self.get_task(task_id)
+        if task is None:
+            raise StoreError(f"task {task_id} does not exist")
+        return task
+
+    # -- timeline ---------------------------------------------------------------
+    def _xadd_timeline(self, pipe: Any, task_id: str, kind: str, message: str,
+                       extra: dict[str, str] | None = None) -> None:
+        fields = {"ts": utcnow().isoformat(), "kind": kind, "message": message, **(extra or {})}
+        pipe.xadd(self.keys.task_log(task_id), fields, maxlen=TIMELINE_MAXLEN,
+                  approximate=True)
+
+    def record(self, task_id: str, kind: str, message: str, **extra: str) -> None:
+        """Append one decision to the task's timeline stream."""
+        self._xadd_timeline(self.r, task_id, kind, message, extra)
+
+    def timeline(self, task_id: str) -> list[dict[str, str]]:
+        return [dict(fields, id=entry_id)
+                for entry_id, fields in self.r.xrange(self.keys.task_log(task_id))]
+
+    # -- jobs -------------------------------------------------------------------
+    def create_job(self, task_id: str, stage: Stage, *, attempt: int = 1) -> Job | None:
+        """Create the task's next job; None if the task already has an active one."""
+        task_key = self.keys.task(task_id)
+        while True:
+            with self.r.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(task_key)
+                    active = pipe.hget(task_key, "active_job_id")
+                    if active:
+                        job = self.get_job(active)
+                        if job is not None and job.is_active:
+                            pipe.reset()
+                            return None
+                    job = Job(id=str(self.r.incr(self.keys.job_seq)), task_id=task_id,
+                              stage=stage, attempt=attempt)
+                    pipe.multi()
+                    pipe.hset(self.keys.job(job.id), mapping=job.to_hash())
+                    pipe.hset(task_key, "active_job_id", job.id)
+                    self._xadd_timeline(pipe, task_id, "job",
+                                        f"job {job.id} queued for {stage.value}",
+                                        {"job_id": job.id})
+                    pipe.execute()
+                    return job
+                except WatchError:
+                    continue
+
+    def get_job(self, job_id: str) -> Job | None:
+        data = self.r.hgetall(self.keys.job(job_id))
+        return Job.from_hash(data) if data else None
+
+    def active_job(self, task: Task) -> Job | None:
+        if not task.active_job_id:
+            return None
+        job = self.get_job(task.active_job_id)
+        return job if job is not None and job.is_active else None
+
+    def update_job(self, job_id: str, **fields: Any) -> Job:
+        job = self.get_job(job_id)
+        if job is None:
+            raise StoreError(f"job {job_id} does not exist")
+        updated = job.model_copy(update=fields)
+        self.r.hset(self.keys.job(job_id), mapping=updated.to_hash())
+        return updated
+
+    def finish_job(self, job_id: str, outcome: str, *, state: JobState = JobState.FINISHED,
+                   error: str | None = None) -> Job:
+        """Record a job's outcome once and free its task's active-job slot."""
+        job = self.update_job(job_id, state=state, outcome=outcome, error=error,
+                              finished_at=utcnow())
+        task_key = self.keys.task(job.task_id)
+        # Compare-and-clear so a newer job's slot is never freed by an old one.
+        self.r.eval(_CLEAR_IF_EQUAL, 1, task_key, "active_job_id", job_id)
+        return job
+
+    # -- counters ---------------------------------------------------------------
+    def incr_counter(self, name: str, amount: int = 1) -> None:
+        self.r.hincrby(self.keys.counters, name, amount)
+
+    def counters(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.r.hgetall(self.keys.counters).items()}
+
+
+_CLEAR_IF_EQUAL = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HSET', KEYS[1], ARGV[1], '')
+end
+return 0
+"""
+
+
+def _num(value: str) -> tuple[int, str]:
+    return (int(value), value) if value.isdigit() else (0, value)
+
+
+def create_task_atomic(
+    plane_issue_id: str,
+    work_item_id: str,
+    repo: str,
+    branch: str,
+    stage: Stage | str,
+    title: str,
+    *,
+    client: Redis | None = None,
+    project: str = "",
+) -> tuple[Task, bool]:
+    """Module-level entry point: connection from `ORCH_REDIS_URL` unless one is passed."""
+    if client is None:
+        from app.config import load_settings
+
+        settings = load_settings()
+        store = Store(connect(settings.redis_url), settings.keys,
+                      lock_ttl_s=settings.lock_ttl_s, lock_wait_s=settings.lock_wait_s)
+    else:
+        store = Store(client)
+    return store.create_task_atomic(plane_issue_id, work_item_id, repo, branch, stage,
+                                    title, project=project)

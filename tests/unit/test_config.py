@@ -1,0 +1,94 @@
+"""Settings and the project registry: valid files load, broken ones name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.cli import main
+from app.config import Settings, load_registry
+from app.domain.errors import ConfigError
+from tests.conftest import REPO_ROOT
+
+EXAMPLE = REPO_ROOT / "projects.example.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "projects.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_registry_loads_two_projects() -> None:
+    registry = load_registry(EXAMPLE)
+    assert set(registry.projects) == {"orch", "ops"}
+    ops = registry.projects["ops"]
+    assert ops.state_name("code_review") == "In Review"
+    assert ops.state_name("approved") == "Approved"
+    assert registry.by_plane_id(ops.plane_project_id) is ops
+
+
+def test_missing_field_names_file_project_and_field(tmp_path: Path) -> None:
+    path = write(tmp_path, '[projects.web]\nplane_project_id = "p"\nwork_item_prefix = "W"\n')
+    with pytest.raises(ConfigError) as err:
+        load_registry(path)
+    assert str(err.value) == f"{path}: project 'web': field 'repo' is required"
+
+
+def test_wrong_type_names_the_nested_field(tmp_path: Path) -> None:
+    path = write(tmp_path, '[projects.web]\nplane_project_id = "p"\nrepo = "r"\n'
+                 'work_item_prefix = "W"\n[projects.web.agents.analyst]\nargv = "x"\n')
+    with pytest.raises(ConfigError, match=r"project 'web': field 'agents.analyst.argv'"):
+        load_registry(path)
+
+
+def test_unknown_field_is_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, '[projects.web]\nplane_project_id = "p"\nrepo = "r"\n'
+                 'work_item_prefix = "W"\nrepository = "typo"\n')
+    with pytest.raises(ConfigError, match="field 'repository'"):
+        load_registry(path)
+
+
+def test_unknown_status_key_is_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, '[projects.web]\nplane_project_id = "p"\nrepo = "r"\n'
+                 'work_item_prefix = "W"\n[projects.web.states]\nreviewing = "X"\n')
+    with pytest.raises(ConfigError, match="unknown status key"):
+        load_registry(path)
+
+
+def test_duplicate_plane_project_id_is_rejected(tmp_path: Path) -> None:
+    body = 'plane_project_id = "same"\nrepo = "r"\nwork_item_prefix = "W"\n'
+    path = write(tmp_path, f"[projects.a]\n{body}[projects.b]\n{body}")
+    with pytest.raises(ConfigError, match="share plane_project_id"):
+        load_registry(path)
+
+
+def test_invalid_toml_and_missing_file_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_registry(write(tmp_path, "[projects\n"))
+    with pytest.raises(ConfigError, match="file not found"):
+        load_registry(tmp_path / "absent.toml")
+
+
+def test_settings_read_orch_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCH_REDIS_URL", "redis://example:1/2")
+    monkeypatch.setenv("ORCH_PLANE_API_TOKEN", "sekrit")
+    settings = Settings()
+    assert settings.redis_url == "redis://example:1/2"
+    assert "sekrit" not in repr(settings)
+    assert settings.plane_api_token.get_secret_value() == "sekrit"
+
+
+def test_config_check_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "check", "--projects", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "orch" in out and "ops" in out
+    bad = write(tmp_path, '[projects.web]\nrepo = "r"\nwork_item_prefix = "W"\n')
+    assert main(["config", "check", "--projects", str(bad)]) == 1
+    assert "field 'plane_project_id' is required" in capsys.readouterr().err
+
+
+def test_placeholder_commands_exit_non_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scheduler"]) == 2
+    assert "not available" in capsys.readouterr().err
