@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -12,8 +13,10 @@ import redis
 
 from app import logs
 from app.config import Settings, load_registry, load_settings
-from app.domain.errors import PlaneflowError
+from app.domain.errors import ConfigError, PlaneflowError
 from app.domain.stages import Stage
+from app.plane.setup import ensure_states
+from app.services import Services
 from app.store import Store, connect
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -21,22 +24,109 @@ Command = Callable[[argparse.Namespace, Settings], int]
 
 def _not_yet(what: str, issue: str) -> Command:
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        print(f"planeflow {what}: not available in this build yet (arrives with {issue}); "
-              "nothing was started.", file=sys.stderr)
+        print(
+            f"planeflow {what}: not available in this build yet (arrives with {issue}); "
+            "nothing was started.",
+            file=sys.stderr,
+        )
         return 2
+
     return run
 
 
 def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
     path = Path(args.projects) if args.projects else settings.projects_file
     registry = load_registry(path)
-    print(f"settings: ok (redis {redacted_url(settings.redis_url)}, "
-          f"plane {settings.plane_base_url}, workspace {settings.plane_workspace!r})")
+    print(
+        f"settings: ok (redis {redacted_url(settings.redis_url)}, "
+        f"plane {settings.plane_base_url}, workspace {settings.plane_workspace!r})"
+    )
     print(f"registry: {path}: {len(registry.projects)} project(s)")
     rows = [("NAME", "PREFIX", "PLANE PROJECT", "FORGE", "REPO")]
-    rows += [(p.name, p.work_item_prefix, p.plane_project_id, p.forge, p.repo)
-             for p in registry.projects.values()]
+    rows += [
+        (p.name, p.work_item_prefix, p.plane_project_id, p.forge, p.repo)
+        for p in registry.projects.values()
+    ]
     print(format_table(rows))
+    if not args.online:
+        return 0
+    services = Services(settings, registry_override=registry)
+    errors = 0
+    try:
+        for project in registry.projects.values():
+            try:
+                states = services.resolver.resolve(project, refresh=True)
+            except PlaneflowError as exc:
+                print(f"{project.name}: ERROR: cannot list states: {exc}")
+                errors += 1
+                continue
+            for key in ("approved", "rejected"):
+                if states.direct(key) is None:
+                    errors += 1
+                    print(
+                        f"{project.name}: ERROR: no {project.state_name(key)!r} state: "
+                        "human verdicts cannot be taken (run `planeflow plane "
+                        f"ensure-states --project {project.name}`)"
+                    )
+            aliased = [k for k in states.missing() if states.resolve(k)]
+            if aliased:
+                print(f"{project.name}: note: aliased to base statuses: {', '.join(aliased)}")
+    finally:
+        services.close()
+    return 1 if errors else 0
+
+
+def cmd_ensure_states(args: argparse.Namespace, settings: Settings) -> int:
+    services = Services(settings)
+    try:
+        project = services.registry.get(args.project)
+        if project is None:
+            raise ConfigError(
+                f"{settings.projects_file}: no project {args.project!r} "
+                f"(known: {', '.join(services.registry.projects)})"
+            )
+        result = ensure_states(services.plane, services.resolver, project, dry_run=args.dry_run)
+    finally:
+        services.close()
+    verb = "would create" if args.dry_run else "created"
+    print(
+        f"{project.name}: {verb} {len(result.created)} state(s)"
+        + (f": {', '.join(result.created)}" if result.created else "")
+    )
+    rows = [("KEY", "WANTED NAME", "PLANE STATE", "HOW"), *result.states.table()]
+    print(format_table(rows))
+    return 0
+
+
+def cmd_sandbox_plane(args: argparse.Namespace, settings: Settings) -> int:
+    from app.sandbox.plane_runner import (
+        BOT_KEY,
+        HUMAN_KEY,
+        SandboxPlaneRunner,
+        make_sandbox,
+        seed_demo,
+    )
+
+    bot_key = args.api_key or BOT_KEY
+    sandbox = make_sandbox(
+        workspace=args.workspace, rate_limit=args.rate_limit or None, bot_key=bot_key
+    )
+    if args.seed != "none":
+        seed_demo(sandbox.world, classic=args.seed == "classic")
+    sandbox.sender.configure(args.webhook_url, args.webhook_secret)
+    runner = SandboxPlaneRunner(sandbox, host=args.host, port=args.port).start()
+    print(f"sandbox Plane at {runner.base_url}")
+    print(f"  workspace slug: {args.workspace}")
+    print(f"  API key (bot):   {bot_key}")
+    print(f"  API key (human): {HUMAN_KEY}")
+    for project in sandbox.world.projects.values():
+        print(f"  project {project.identifier}: {project.id} ({len(project.items)} work items)")
+    print(f"  webhooks -> {args.webhook_url or '(none)'}")
+    print("Ctrl-C to stop.", flush=True)
+    try:
+        threading.Event().wait()
+    finally:
+        runner.stop()
     return 0
 
 
@@ -47,17 +137,30 @@ def cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps([t.model_dump(mode="json") for t in tasks], indent=2))
         return 0
     rows = [("ID", "WORK ITEM", "STAGE", "PROJECT", "BRANCH", "ACTIVE JOB", "UPDATED")]
-    rows += [(t.id, t.work_item_id, t.stage.value, t.project, t.branch,
-              t.active_job_id or "-", t.updated_at.strftime("%Y-%m-%d %H:%M:%S"))
-             for t in tasks]
+    rows += [
+        (
+            t.id,
+            t.work_item_id,
+            t.stage.value,
+            t.project,
+            t.branch,
+            t.active_job_id or "-",
+            t.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+        for t in tasks
+    ]
     print(format_table(rows))
     print(f"{len(tasks)} task(s)")
     return 0
 
 
 def make_store(settings: Settings) -> Store:
-    return Store(connect(settings.redis_url), settings.keys,
-                 lock_ttl_s=settings.lock_ttl_s, lock_wait_s=settings.lock_wait_s)
+    return Store(
+        connect(settings.redis_url),
+        settings.keys,
+        lock_ttl_s=settings.lock_ttl_s,
+        lock_wait_s=settings.lock_wait_s,
+    )
 
 
 def redacted_url(url: str) -> str:
@@ -70,8 +173,10 @@ def redacted_url(url: str) -> str:
 
 def format_table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
-                     .rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,16 +185,40 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("web", help="run the webhook receiver").set_defaults(
-        func=_not_yet("web", "the receiver issue"))
+        func=_not_yet("web", "the receiver issue")
+    )
     sub.add_parser("worker", help="run Dramatiq workers").set_defaults(
-        func=_not_yet("worker", "the receiver issue"))
+        func=_not_yet("worker", "the receiver issue")
+    )
     sub.add_parser("scheduler", help="run the leader-locked reconcile clock").set_defaults(
-        func=_not_yet("scheduler", "the reconciler issue"))
+        func=_not_yet("scheduler", "the reconciler issue")
+    )
+
+    sp = sub.add_parser("sandbox-plane", help="run the in-repo fake Plane (API + webhooks)")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8100)
+    sp.add_argument("--api-key", default=None, help="the bot's API key (default: built-in)")
+    sp.add_argument("--workspace", default="acme")
+    sp.add_argument("--webhook-url", default=None)
+    sp.add_argument("--webhook-secret", default="")
+    sp.add_argument("--seed", choices=["demo", "classic", "none"], default="demo")
+    sp.add_argument("--rate-limit", type=int, default=60, help="requests/min per key; 0 = off")
+    sp.set_defaults(func=cmd_sandbox_plane)
+
+    plane = sub.add_parser("plane", help="Plane tools")
+    plane_sub = plane.add_subparsers(dest="plane_command", required=True)
+    ens = plane_sub.add_parser("ensure-states", help="create a project's missing states")
+    ens.add_argument("--project", required=True, help="project name in the registry")
+    ens.add_argument("--dry-run", action="store_true")
+    ens.set_defaults(func=cmd_ensure_states)
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate settings and the project registry")
     check.add_argument("--projects", help="registry file (default: ORCH_PROJECTS_FILE)")
+    check.add_argument(
+        "--online", action="store_true", help="also resolve every project's states in Plane"
+    )
     check.set_defaults(func=cmd_config_check)
 
     tasks = sub.add_parser("tasks", help="list tasks from Redis")
@@ -111,8 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"planeflow: error: {exc}", file=sys.stderr)
         return 1
     except redis.ConnectionError as exc:
-        print(f"planeflow: error: Redis unreachable at "
-              f"{redacted_url(settings.redis_url)}: {exc} (set ORCH_REDIS_URL)", file=sys.stderr)
+        print(
+            f"planeflow: error: Redis unreachable at "
+            f"{redacted_url(settings.redis_url)}: {exc} (set ORCH_REDIS_URL)",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 130

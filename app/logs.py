@@ -45,7 +45,8 @@ def setup(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler._planeflow = True  # type: ignore[attr-defined]
     handler.addFilter(_ContextFilter())
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s%(pf_context)s: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s%(pf_context)s: %(message)s")
+    )
     root.addHandler(handler)
     root.setLevel(level)

@@ -60,7 +60,8 @@ class Store:
         )
         if not lk.acquire():
             raise StoreError(
-                f"lock {name!r} still held by another owner after {self.lock_wait_s:g}s")
+                f"lock {name!r} still held by another owner after {self.lock_wait_s:g}s"
+            )
         try:
             yield
         finally:
@@ -68,8 +69,7 @@ class Store:
                 lk.release()
             except LockNotOwnedError:
                 # Our TTL ran out and someone else may hold it now: leave theirs alone.
-                log.warning("lock %s expired before release (critical section too long)",
-                            name)
+                log.warning("lock %s expired before release (critical section too long)", name)
                 self.incr_counter("lock_expired")
             except LockError as exc:
                 log.warning("lock %s release failed: %s", name, exc)
@@ -109,23 +109,27 @@ class Store:
                             pipe.reset()
                             task = self.get_task(existing)
                             if task is None:
-                                raise StoreError(
-                                    f"index {index} points at missing task {existing}"
-                                )
+                                raise StoreError(f"index {index} points at missing task {existing}")
                             return task, False
                         task_id = str(self.r.incr(self.keys.task_seq))
                         task = Task(
-                            id=task_id, plane_issue_id=plane_issue_id,
-                            work_item_id=work_item_id, project=project, repo=repo,
-                            branch=branch, stage=Stage(stage), title=title,
+                            id=task_id,
+                            plane_issue_id=plane_issue_id,
+                            work_item_id=work_item_id,
+                            project=project,
+                            repo=repo,
+                            branch=branch,
+                            stage=Stage(stage),
+                            title=title,
                         )
                         pipe.multi()
                         pipe.set(index, task_id, nx=True)
                         pipe.hset(self.keys.task(task_id), mapping=task.to_hash())
                         pipe.sadd(self.keys.tasks_in_stage(task.stage.value), task_id)
                         pipe.zadd(self.keys.tasks_all, {task_id: task.created_at.timestamp()})
-                        self._xadd_timeline(pipe, task_id, "created",
-                                            f"task created in stage {task.stage.value}")
+                        self._xadd_timeline(
+                            pipe, task_id, "created", f"task created in stage {task.stage.value}"
+                        )
                         result = pipe.execute()
                     except WatchError:
                         continue
@@ -175,12 +179,19 @@ class Store:
                     )
                     pipe.multi()
                     pipe.hset(key, mapping=updated.to_hash())
-                    pipe.smove(self.keys.tasks_in_stage(task.stage.value),
-                               self.keys.tasks_in_stage(stage.value), task_id)
+                    pipe.smove(
+                        self.keys.tasks_in_stage(task.stage.value),
+                        self.keys.tasks_in_stage(stage.value),
+                        task_id,
+                    )
                     pipe.sadd(self.keys.tasks_in_stage(stage.value), task_id)
-                    self._xadd_timeline(pipe, task_id, "transition",
-                                        f"{task.stage.value} -> {stage.value}: {reason}",
-                                        {"from": task.stage.value, "to": stage.value})
+                    self._xadd_timeline(
+                        pipe,
+                        task_id,
+                        "transition",
+                        f"{task.stage.value} -> {stage.value}: {reason}",
+                        {"from": task.stage.value, "to": stage.value},
+                    )
                     pipe.execute()
                     return updated
                 except WatchError:
@@ -193,19 +204,21 @@ class Store:
         return task
 
     # -- timeline ---------------------------------------------------------------
-    def _xadd_timeline(self, pipe: Any, task_id: str, kind: str, message: str,
-                       extra: dict[str, str] | None = None) -> None:
+    def _xadd_timeline(
+        self, pipe: Any, task_id: str, kind: str, message: str, extra: dict[str, str] | None = None
+    ) -> None:
         fields = {"ts": utcnow().isoformat(), "kind": kind, "message": message, **(extra or {})}
-        pipe.xadd(self.keys.task_log(task_id), fields, maxlen=TIMELINE_MAXLEN,
-                  approximate=True)
+        pipe.xadd(self.keys.task_log(task_id), fields, maxlen=TIMELINE_MAXLEN, approximate=True)
 
     def record(self, task_id: str, kind: str, message: str, **extra: str) -> None:
         """Append one decision to the task's timeline stream."""
         self._xadd_timeline(self.r, task_id, kind, message, extra)
 
     def timeline(self, task_id: str) -> list[dict[str, str]]:
-        return [dict(fields, id=entry_id)
-                for entry_id, fields in self.r.xrange(self.keys.task_log(task_id))]
+        return [
+            dict(fields, id=entry_id)
+            for entry_id, fields in self.r.xrange(self.keys.task_log(task_id))
+        ]
 
     # -- jobs -------------------------------------------------------------------
     def create_job(self, task_id: str, stage: Stage, *, attempt: int = 1) -> Job | None:
@@ -221,14 +234,22 @@ class Store:
                         if job is not None and job.is_active:
                             pipe.reset()
                             return None
-                    job = Job(id=str(self.r.incr(self.keys.job_seq)), task_id=task_id,
-                              stage=stage, attempt=attempt)
+                    job = Job(
+                        id=str(self.r.incr(self.keys.job_seq)),
+                        task_id=task_id,
+                        stage=stage,
+                        attempt=attempt,
+                    )
                     pipe.multi()
                     pipe.hset(self.keys.job(job.id), mapping=job.to_hash())
                     pipe.hset(task_key, "active_job_id", job.id)
-                    self._xadd_timeline(pipe, task_id, "job",
-                                        f"job {job.id} queued for {stage.value}",
-                                        {"job_id": job.id})
+                    self._xadd_timeline(
+                        pipe,
+                        task_id,
+                        "job",
+                        f"job {job.id} queued for {stage.value}",
+                        {"job_id": job.id},
+                    )
                     pipe.execute()
                     return job
                 except WatchError:
@@ -252,11 +273,18 @@ class Store:
         self.r.hset(self.keys.job(job_id), mapping=updated.to_hash())
         return updated
 
-    def finish_job(self, job_id: str, outcome: str, *, state: JobState = JobState.FINISHED,
-                   error: str | None = None) -> Job:
+    def finish_job(
+        self,
+        job_id: str,
+        outcome: str,
+        *,
+        state: JobState = JobState.FINISHED,
+        error: str | None = None,
+    ) -> Job:
         """Record a job's outcome once and free its task's active-job slot."""
-        job = self.update_job(job_id, state=state, outcome=outcome, error=error,
-                              finished_at=utcnow())
+        job = self.update_job(
+            job_id, state=state, outcome=outcome, error=error, finished_at=utcnow()
+        )
         task_key = self.keys.task(job.task_id)
         # Compare-and-clear so a newer job's slot is never freed by an old one.
         self.r.eval(_CLEAR_IF_EQUAL, 1, task_key, "active_job_id", job_id)
@@ -298,9 +326,14 @@ def create_task_atomic(
         from app.config import load_settings
 
         settings = load_settings()
-        store = Store(connect(settings.redis_url), settings.keys,
-                      lock_ttl_s=settings.lock_ttl_s, lock_wait_s=settings.lock_wait_s)
+        store = Store(
+            connect(settings.redis_url),
+            settings.keys,
+            lock_ttl_s=settings.lock_ttl_s,
+            lock_wait_s=settings.lock_wait_s,
+        )
     else:
         store = Store(client)
-    return store.create_task_atomic(plane_issue_id, work_item_id, repo, branch, stage,
-                                    title, project=project)
+    return store.create_task_atomic(
+        plane_issue_id, work_item_id, repo, branch, stage, title, project=project
+    )

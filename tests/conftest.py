@@ -41,12 +41,26 @@ class RedisServer:
     def start(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise RuntimeError("redis-server not installed: run `bash scripts/test`, "
-                               "which installs it (apt-get install redis-server)")
+            raise RuntimeError(
+                "redis-server not installed: run `bash scripts/test`, "
+                "which installs it (apt-get install redis-server)"
+            )
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + 10
@@ -101,3 +115,26 @@ def store(fake_redis: redis.Redis) -> Store:
 @pytest.fixture
 def real_store(real_redis: redis.Redis) -> Store:
     return Store(real_redis, Keys("pf:"), lock_ttl_s=5, lock_wait_s=10)
+
+
+# -- sandbox Plane ------------------------------------------------------------------
+from app.sandbox.plane_runner import (  # noqa: E402
+    BOT_KEY,
+    HUMAN_KEY,
+    SandboxPlaneRunner,
+    make_sandbox,
+    seed_demo,
+)
+
+
+@pytest.fixture
+def sandbox_plane() -> Iterator[SandboxPlaneRunner]:
+    """The fake Plane on a real loopback port, seeded with the DEMO project, no rate limit."""
+    sandbox = make_sandbox(rate_limit=None, webhook_retries=2, webhook_backoff_s=0.05)
+    seed_demo(sandbox.world)
+    runner = SandboxPlaneRunner(sandbox).start()
+    yield runner
+    runner.stop()
+
+
+__all__ = ["BOT_KEY", "HUMAN_KEY"]

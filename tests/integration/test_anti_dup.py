@@ -23,8 +23,14 @@ def test_eight_threads_create_one_task(real_redis: redis.Redis, real_store: Stor
     def attempt() -> None:
         barrier.wait()
         task, created = create_task_atomic(
-            "plane-dup", "ET-099", "enduro", "feature/ET-099-x", Stage.ANALYSIS, "Dup race",
-            client=real_redis)
+            "plane-dup",
+            "ET-099",
+            "enduro",
+            "feature/ET-099-x",
+            Stage.ANALYSIS,
+            "Dup race",
+            client=real_redis,
+        )
         with lock:
             results.append((task.id, created))
 
@@ -61,8 +67,12 @@ def test_four_processes_fifty_attempts_create_one_task(
     redis_server: RedisServer, real_redis: redis.Redis, real_store: Store
 ) -> None:
     procs = [
-        subprocess.Popen([sys.executable, "-c", RACER, redis_server.url], cwd=REPO_ROOT,
-                         stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, redis_server.url],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)
     ]
     real_redis.set("race:go", "1")

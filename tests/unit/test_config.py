@@ -37,22 +37,31 @@ def test_missing_field_names_file_project_and_field(tmp_path: Path) -> None:
 
 
 def test_wrong_type_names_the_nested_field(tmp_path: Path) -> None:
-    path = write(tmp_path, '[projects.web]\nplane_project_id = "p"\nrepo = "r"\n'
-                 'work_item_prefix = "W"\n[projects.web.agents.analyst]\nargv = "x"\n')
+    path = write(
+        tmp_path,
+        '[projects.web]\nplane_project_id = "p"\nrepo = "r"\n'
+        'work_item_prefix = "W"\n[projects.web.agents.analyst]\nargv = "x"\n',
+    )
     with pytest.raises(ConfigError, match=r"project 'web': field 'agents.analyst.argv'"):
         load_registry(path)
 
 
 def test_unknown_field_is_rejected(tmp_path: Path) -> None:
-    path = write(tmp_path, '[projects.web]\nplane_project_id = "p"\nrepo = "r"\n'
-                 'work_item_prefix = "W"\nrepository = "typo"\n')
+    path = write(
+        tmp_path,
+        '[projects.web]\nplane_project_id = "p"\nrepo = "r"\n'
+        'work_item_prefix = "W"\nrepository = "typo"\n',
+    )
     with pytest.raises(ConfigError, match="field 'repository'"):
         load_registry(path)
 
 
 def test_unknown_status_key_is_rejected(tmp_path: Path) -> None:
-    path = write(tmp_path, '[projects.web]\nplane_project_id = "p"\nrepo = "r"\n'
-                 'work_item_prefix = "W"\n[projects.web.states]\nreviewing = "X"\n')
+    path = write(
+        tmp_path,
+        '[projects.web]\nplane_project_id = "p"\nrepo = "r"\n'
+        'work_item_prefix = "W"\n[projects.web.states]\nreviewing = "X"\n',
+    )
     with pytest.raises(ConfigError, match="unknown status key"):
         load_registry(path)
 

@@ -40,8 +40,18 @@ LEGAL = [
 def test_table_holds_every_stage() -> None:
     assert set(STAGE_TRANSITIONS) == set(Stage)
     assert {s.value for s in Stage} == {
-        "analysis", "development", "quality_gate", "review", "merge", "awaiting_deploy",
-        "deploying", "monitoring", "done", "blocked", "cancelled"}
+        "analysis",
+        "development",
+        "quality_gate",
+        "review",
+        "merge",
+        "awaiting_deploy",
+        "deploying",
+        "monitoring",
+        "done",
+        "blocked",
+        "cancelled",
+    }
 
 
 def test_table_is_exactly_the_legal_rows() -> None:

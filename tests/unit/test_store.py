@@ -13,8 +13,9 @@ from app.store import Store
 
 
 def make(store: Store, issue: str = "iss-1") -> tuple[str, bool]:
-    task, created = store.create_task_atomic(issue, "ORCH-1", "orch", "feature/ORCH-1-x",
-                                             Stage.ANALYSIS, "Title", project="orch")
+    task, created = store.create_task_atomic(
+        issue, "ORCH-1", "orch", "feature/ORCH-1-x", Stage.ANALYSIS, "Title", project="orch"
+    )
     return task.id, created
 
 

@@ -1,0 +1,1 @@
+"""Plane integration: REST client, status model (Layer B) and webhook parsing."""

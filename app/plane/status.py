@@ -1,0 +1,239 @@
+"""Layer B, indication: which Plane state mirrors a stage, per project.
+
+Logical status keys are resolved to state ids per project from the states API
+(cached in Redis with a TTL). A key whose state does not exist in a project falls
+back along ALIASES to a base key *of the same project*, so a project with only the
+classic statuses keeps working. Trigger keys (start, verdict, cancel) are read from
+the same resolution; `approved` / `rejected` never alias, so a project without them
+cannot take a verdict rather than mistaking another state for one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from app.domain.errors import PlaneError, PlaneflowError
+from app.domain.models import Task
+from app.domain.stages import Stage
+from app.keys import Keys
+from app.plane.client import PlaneClient
+from app.plane.models import PlaneState
+from app.projects import DEFAULT_STATE_NAMES, Project, Registry
+from app.store import Store
+
+log = logging.getLogger(__name__)
+
+LOGICAL_KEYS = tuple(DEFAULT_STATE_NAMES)
+ALIASES: dict[str, str] = {
+    "to_analyse": "in_progress",
+    "analysis": "in_progress",
+    "quality_gate": "in_progress",
+    "code_review": "in_progress",
+    "awaiting_deploy": "approved",
+    "deploying": "approved",
+    "monitoring": "done",
+}
+# Plane group and colour of each key's state when `plane ensure-states` creates it.
+STATE_STYLE: dict[str, tuple[str, str]] = {
+    "to_analyse": ("unstarted", "#3B82F6"),
+    "analysis": ("started", "#8B5CF6"),
+    "in_progress": ("started", "#F59E0B"),
+    "quality_gate": ("started", "#06B6D4"),
+    "code_review": ("started", "#6366F1"),
+    "approved": ("started", "#22C55E"),
+    "rejected": ("started", "#EF4444"),
+    "awaiting_deploy": ("started", "#84CC16"),
+    "deploying": ("started", "#0EA5E9"),
+    "monitoring": ("started", "#14B8A6"),
+    "done": ("completed", "#16A34A"),
+    "blocked": ("started", "#DC2626"),
+    "cancelled": ("cancelled", "#9CA3AF"),
+}
+STAGE_STATUS_KEY: dict[Stage, str] = {
+    Stage.ANALYSIS: "analysis",
+    Stage.DEVELOPMENT: "in_progress",
+    Stage.QUALITY_GATE: "quality_gate",
+    Stage.REVIEW: "code_review",
+    Stage.MERGE: "approved",
+    Stage.AWAITING_DEPLOY: "awaiting_deploy",
+    Stage.DEPLOYING: "deploying",
+    Stage.MONITORING: "monitoring",
+    Stage.DONE: "done",
+    Stage.BLOCKED: "blocked",
+    Stage.CANCELLED: "cancelled",
+}
+
+
+class Trigger(StrEnum):
+    START = "start"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CANCEL = "cancel"
+
+
+@dataclass(frozen=True)
+class ProjectStates:
+    """One project's states and the logical keys they resolve to."""
+
+    project: str
+    states: tuple[PlaneState, ...]
+    names: dict[str, str] = field(default_factory=dict)  # logical key -> wanted name
+
+    def direct(self, key: str) -> str | None:
+        """The id of the state named for `key` in this project, without aliasing."""
+        wanted = self.names.get(key, DEFAULT_STATE_NAMES[key]).strip().casefold()
+        for state in self.states:
+            if state.name.strip().casefold() == wanted:
+                return state.id
+        return None
+
+    def resolve(self, key: str) -> str | None:
+        """The state id for `key`, following aliases within this project."""
+        seen: set[str] = set()
+        current: str | None = key
+        while current is not None and current not in seen:
+            seen.add(current)
+            state_id = self.direct(current)
+            if state_id is not None:
+                return state_id
+            current = ALIASES.get(current)
+        return None
+
+    def by_id(self, state_id: str) -> PlaneState | None:
+        return next((s for s in self.states if s.id == state_id), None)
+
+    def trigger_ids(self) -> dict[str, Trigger]:
+        """Every trigger state id -> its trigger; an aliased key maps once, not twice."""
+        out: dict[str, Trigger] = {}
+        for state in self.states:
+            if state.group == "cancelled":
+                out[state.id] = Trigger.CANCEL
+        for key, trigger in (("approved", Trigger.APPROVED), ("rejected", Trigger.REJECTED)):
+            state_id = self.direct(key)
+            if state_id is not None:
+                out[state_id] = trigger
+        for key in ("in_progress", "to_analyse"):
+            state_id = self.resolve(key)
+            if state_id is not None:
+                out.setdefault(state_id, Trigger.START)
+        return out
+
+    def trigger_of(self, state_id: str | None) -> Trigger | None:
+        return self.trigger_ids().get(state_id) if state_id else None
+
+    def missing(self) -> list[str]:
+        """Logical keys with no state of their own in this project."""
+        return [key for key in LOGICAL_KEYS if self.direct(key) is None]
+
+    def table(self) -> list[tuple[str, str, str, str]]:
+        """(key, wanted name, resolved state name, how) for every logical key."""
+        rows = []
+        for key in LOGICAL_KEYS:
+            resolved = self.resolve(key)
+            state = self.by_id(resolved) if resolved else None
+            how = (
+                "own state"
+                if self.direct(key)
+                else f"alias -> {state.name}"
+                if state
+                else "MISSING"
+            )
+            rows.append(
+                (
+                    key,
+                    self.names.get(key, DEFAULT_STATE_NAMES[key]),
+                    state.name if state else "-",
+                    how,
+                )
+            )
+        return rows
+
+
+class StateResolver:
+    """Per-project resolution of states, cached in `pf:plane:states:<project>`."""
+
+    def __init__(self, client: PlaneClient, store: Store, *, ttl_s: int = 300) -> None:
+        self.client = client
+        self.store = store
+        self.ttl_s = ttl_s
+
+    @property
+    def keys(self) -> Keys:
+        return self.store.keys
+
+    def resolve(self, project: Project, *, refresh: bool = False) -> ProjectStates:
+        """Raises PlaneError when the states cannot be listed (and nothing is cached)."""
+        key = self.keys.plane_states(project.name)
+        cached = None if refresh else self.store.r.hget(key, "states")
+        if cached:
+            states = tuple(PlaneState.model_validate(s) for s in json.loads(cached))
+        else:
+            states = tuple(self.client.list_states(project.plane_project_id))
+            resolved = ProjectStates(project.name, states, dict(project.states))
+            mapping: dict[str, Any] = {"states": json.dumps([s.model_dump() for s in states])}
+            mapping.update({k: resolved.resolve(k) or "" for k in LOGICAL_KEYS})
+            pipe = self.store.r.pipeline()
+            pipe.delete(key)
+            pipe.hset(key, mapping=mapping)
+            pipe.expire(key, self.ttl_s)
+            pipe.execute()
+        return ProjectStates(project.name, states, dict(project.states))
+
+    def invalidate(self, project: Project) -> None:
+        self.store.r.delete(self.keys.plane_states(project.name))
+
+
+class StatusSync:
+    """Mirrors a task's stage to its work item's Plane status. Never raises."""
+
+    def __init__(self, client: PlaneClient, resolver: StateResolver, registry: Registry) -> None:
+        self.client = client
+        self.resolver = resolver
+        self.registry = registry
+
+    @property
+    def store(self) -> Store:
+        return self.resolver.store
+
+    def set_issue_stage_state(self, task: Task, stage: Stage | None = None) -> bool:
+        """Set the Plane status for `stage` (default: the task's stage); True if written.
+
+        A failure is logged, counted and marked on the task (`status_sync_ok=0`) for
+        the reconciler's drift repair; it never blocks a transition.
+        """
+        stage = stage or task.stage
+        key = STAGE_STATUS_KEY[stage]
+        ok = False
+        try:
+            ok = self._write(task, key)
+        except PlaneflowError as exc:
+            log.warning("status sync for task %s failed: %s", task.id, exc)
+        except Exception:
+            log.exception("status sync for task %s failed unexpectedly", task.id)
+        try:
+            self.store.update_task(task.id, status_key=key, status_sync_ok=ok)
+            self.store.record(
+                task.id, "status", f"status {key!r} {'synced' if ok else 'sync FAILED'}"
+            )
+            if not ok:
+                self.store.incr_counter("status_sync_failures")
+        except Exception:
+            log.exception("recording status sync of task %s failed", task.id)
+        return ok
+
+    def _write(self, task: Task, key: str) -> bool:
+        project = self.registry.get(task.project)
+        if project is None:
+            raise PlaneflowError(f"task {task.id}: project {task.project!r} not in registry")
+        states = self.resolver.resolve(project)
+        state_id = states.resolve(key)
+        if state_id is None:
+            raise PlaneError(
+                f"project {project.name!r} has no state for {key!r} "
+                f"(run `planeflow plane ensure-states --project {project.name}`)"
+            )
+        return self.client.set_state(project.plane_project_id, task.plane_issue_id, state_id)

@@ -1,0 +1,138 @@
+"""Run the sandbox Plane: in a background thread (tests, demo) or in the foreground (CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+from aiohttp import web
+
+from app.projects import DEFAULT_STATE_NAMES
+from app.sandbox.plane_server import SandboxPlane, make_app
+from app.sandbox.plane_webhooks import WebhookSender
+from app.sandbox.plane_world import CLASSIC_STATES, Project, World
+
+BOT_KEY = "plane_api_sandbox_planeflow_bot_0000000000"
+HUMAN_KEY = "plane_api_sandbox_human_ada_00000000000000"
+DEMO_PROJECT_ID = "5f0c1d2e-0000-4000-8000-00000000de00"
+
+# Every pipeline status, for a board that shows each stage.
+PIPELINE_STATES: tuple[tuple[str, str, str], ...] = (
+    ("Backlog", "backlog", "#60646C"),
+    ("Todo", "unstarted", "#60646C"),
+    (DEFAULT_STATE_NAMES["to_analyse"], "unstarted", "#3B82F6"),
+    (DEFAULT_STATE_NAMES["analysis"], "started", "#8B5CF6"),
+    ("In Progress", "started", "#F59E0B"),
+    (DEFAULT_STATE_NAMES["quality_gate"], "started", "#06B6D4"),
+    (DEFAULT_STATE_NAMES["code_review"], "started", "#6366F1"),
+    (DEFAULT_STATE_NAMES["approved"], "started", "#22C55E"),
+    (DEFAULT_STATE_NAMES["rejected"], "started", "#EF4444"),
+    (DEFAULT_STATE_NAMES["awaiting_deploy"], "started", "#84CC16"),
+    (DEFAULT_STATE_NAMES["deploying"], "started", "#0EA5E9"),
+    (DEFAULT_STATE_NAMES["monitoring"], "started", "#14B8A6"),
+    ("Done", "completed", "#46A758"),
+    (DEFAULT_STATE_NAMES["blocked"], "started", "#DC2626"),
+    ("Cancelled", "cancelled", "#9AA4BC"),
+)
+
+
+def new_world(
+    workspace: str = "acme", *, bot_key: str = BOT_KEY, human_key: str = HUMAN_KEY
+) -> World:
+    world = World(workspace)
+    world.add_user(bot_key, "planeflow-bot", first_name="planeflow", last_name="bot")
+    world.add_user(human_key, "ada", first_name="Ada", last_name="Admin")
+    return world
+
+
+def seed_demo(
+    world: World,
+    *,
+    human_key: str = HUMAN_KEY,
+    items: int = 3,
+    classic: bool = False,
+    project_id: str = DEMO_PROJECT_ID,
+) -> Project:
+    """A demo project (prefix DEMO) with every pipeline status (or only the classic ones)."""
+    human = world.user_for_key(human_key)
+    project = world.add_project(
+        "DEMO",
+        "Demo",
+        human,
+        project_id=project_id,
+        states=CLASSIC_STATES if classic else PIPELINE_STATES,
+    )
+    for n in range(1, items + 1):
+        world.create_item(
+            project,
+            {"name": f"Demo work item {n}", "description_html": f"<p>Demo item {n}</p>"},
+            human,
+        )
+    return project
+
+
+class SandboxPlaneRunner:
+    """Serves a SandboxPlane on 127.0.0.1 from a daemon thread with its own loop."""
+
+    def __init__(self, sandbox: SandboxPlane, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.sandbox = sandbox
+        self.host = host
+        self.port = port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name="sandbox-plane"
+        )
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def call(self, coro: Any) -> Any:
+        fut: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return fut.result(timeout=60)
+
+    def start(self) -> SandboxPlaneRunner:
+        self._thread.start()
+        self.call(self._start())
+        return self
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(make_app(self.sandbox), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    def drain_webhooks(self) -> None:
+        """Block until every queued webhook delivery has been attempted."""
+        self.call(self.sandbox.sender.drained())
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            self.call(self._runner.cleanup())
+            self._runner = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
+def make_sandbox(
+    *,
+    workspace: str = "acme",
+    rate_limit: int | None = 60,
+    webhook_retries: int = 5,
+    webhook_backoff_s: float = 1.0,
+    bot_key: str = BOT_KEY,
+    human_key: str = HUMAN_KEY,
+) -> SandboxPlane:
+    sandbox = SandboxPlane(
+        new_world(workspace, bot_key=bot_key, human_key=human_key),
+        rate_limit=rate_limit,
+        sender=WebhookSender(retries=webhook_retries, backoff_s=webhook_backoff_s),
+    )
+    sandbox.human_key = human_key
+    return sandbox

@@ -1,0 +1,384 @@
+"""The sandbox Plane server: Plane's REST API v1 subset over aiohttp, plus admin routes.
+
+Same paths (`work-items/` and the older `issues/`), envelope, cursor format, ignored
+state filters, error bodies, per-key rate limit (429 + Retry-After, no rate headers on
+401/403/429) as the recordings of real Plane 1.3.1. `/_sandbox/...` routes let tests
+and the demo act as a human in the web app and read what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from app.sandbox import plane_render as render
+from app.sandbox.plane_webhooks import Delivery, WebhookSender
+from app.sandbox.plane_world import Project, SandboxError, User, World, not_found
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+WORLD = web.AppKey("world", World)
+USER = web.RequestKey("user", User)
+
+
+class SandboxPlane:
+    """World + webhook sender + rate limiter + fault injection, served by `make_app`."""
+
+    def __init__(
+        self, world: World, *, rate_limit: int | None = 60, sender: WebhookSender | None = None
+    ) -> None:
+        self.world = world
+        self.lock = threading.RLock()
+        self.rate_limit = rate_limit
+        self.sender = sender or WebhookSender()
+        self.faults: dict[str, str] = {}  # project id (or "*") -> "500" | "garbage" | "slow:S"
+        self.request_log: list[tuple[str, str]] = []
+        self._hits: dict[str, deque[float]] = {}
+        world.on_event = self._on_event
+        self.human_key: str | None = None
+
+    # -- webhooks ---------------------------------------------------------------------
+    def _on_event(self, event: str, action: str, p: dict[str, Any]) -> None:
+        world = self.world
+        actor: User = p["actor"]
+        project: Project = p["project"]
+
+        def build() -> dict[str, Any]:
+            with self.lock:
+                if event == "issue":
+                    data = render.render_item_webhook(world, project, p["item"])
+                elif event == "issue_comment":
+                    data = render.render_comment(world, project, p["comment"])
+                else:
+                    data = render.render_project(world, project)
+                return {
+                    "event": event,
+                    "action": action,
+                    "webhook_id": self.sender.webhook_id,
+                    "workspace_id": world.workspace_id,
+                    "data": data,
+                    "activity": {
+                        "field": p.get("field"),
+                        "new_value": p.get("new"),
+                        "old_value": p.get("old"),
+                        "actor": actor.render(),
+                        "old_identifier": None,
+                        "new_identifier": None,
+                    },
+                }
+
+        self.sender.enqueue(Delivery(event, action, build, field_name=p.get("field")))
+
+    # -- rate limit -------------------------------------------------------------------
+    def check_rate(self, key: str) -> dict[str, str]:
+        """Count one request; raise 429 past the limit; return the rate headers."""
+        if self.rate_limit is None:
+            return {}
+        now = time.time()
+        hits = self._hits.setdefault(key, deque())
+        while hits and hits[0] <= now - 60:
+            hits.popleft()
+        if len(hits) >= self.rate_limit:
+            retry = max(math.ceil(hits[0] + 60 - now), 1)
+            raise SandboxError(
+                429,
+                {"error_code": 5900, "error_message": "RATE_LIMIT_EXCEEDED"},
+            ) from _RetryAfter(retry)
+        hits.append(now)
+        reset = int((hits[0] if hits else now) + 60)
+        return {
+            "X-RateLimit-Remaining": str(self.rate_limit - len(hits)),
+            "X-RateLimit-Reset": str(reset),
+        }
+
+
+SANDBOX = web.AppKey("sandbox", SandboxPlane)
+
+
+class _RetryAfter(Exception):
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+@web.middleware
+async def plane_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    sandbox: SandboxPlane = request.app[SANDBOX]
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    sandbox.request_log.append((request.method, request.path))
+    fault = next(
+        (f for pid, f in sandbox.faults.items() if pid == "*" or pid in request.path), None
+    )
+    if fault == "500":
+        return web.Response(
+            status=500, text="<h1>Server Error (500)</h1>", content_type="text/html"
+        )
+    if fault == "garbage":
+        return web.Response(status=200, text="{not json", content_type="application/json")
+    if fault and fault.startswith("slow:"):
+        await asyncio.sleep(float(fault.split(":", 1)[1]))
+    rate_headers: dict[str, str] = {}
+    try:
+        with sandbox.lock:
+            request[USER] = sandbox.world.user_for_key(request.headers.get("X-API-Key"))
+            rate_headers = sandbox.check_rate(request.headers["X-API-Key"])
+        response = await handler(request)
+        response.headers.update(rate_headers)
+        return response
+    except SandboxError as exc:
+        # Like Plane: 401/403/429 answers carry no rate headers, other errors do.
+        headers = {} if exc.status in (401, 403, 429) else dict(rate_headers)
+        if isinstance(exc.__cause__, _RetryAfter):
+            headers["Retry-After"] = str(exc.__cause__.seconds)
+        return _json(exc.body, exc.status, headers)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        data = json.loads(raw or b"{}")
+    except json.JSONDecodeError as exc:
+        raise SandboxError(400, {"detail": f"JSON parse error - {exc}"}) from None
+    if not isinstance(data, dict):
+        raise SandboxError(400, {"non_field_errors": ["Invalid data."]})
+    return data
+
+
+def _ctx(request: web.Request) -> tuple[SandboxPlane, World, Project]:
+    sandbox = request.app[SANDBOX]
+    world = sandbox.world
+    if request.match_info["slug"] != world.slug:
+        raise SandboxError(403, {"detail": "You do not have permission to perform this action."})
+    return sandbox, world, world.project(request.match_info["pid"])
+
+
+async def users_me(request: web.Request) -> web.Response:
+    return _json(request[USER].render())
+
+
+async def projects(request: web.Request) -> web.Response:
+    sandbox, world = request.app[SANDBOX], request.app[WORLD]
+    with sandbox.lock:
+        if request.method == "POST":
+            body = await _body(request)
+            if not body.get("name") or not body.get("identifier"):
+                raise SandboxError(400, {"name": ["This field is required."]})
+            project = world.add_project(
+                str(body["identifier"]),
+                str(body["name"]),
+                request[USER],
+                description=str(body.get("description", "")),
+            )
+            return _json(render.render_project(world, project), 201)
+        rows = [render.render_project(world, p, listing=True) for p in world.projects.values()]
+        return _json(render.paginate(rows, dict(request.query)))
+
+
+async def states(request: web.Request) -> web.Response:
+    sandbox, world, project = _ctx(request)
+    with sandbox.lock:
+        if request.method == "POST":
+            state = world.create_state(project, await _body(request), request[USER])
+            return _json(render.render_state(world, project, state))  # 200, not 201
+        rows = [
+            render.render_state(world, project, s)
+            for s in sorted(project.states.values(), key=lambda s: s.sequence)
+        ]
+        return _json(render.paginate(rows, dict(request.query)))
+
+
+async def members(request: web.Request) -> web.Response:
+    sandbox, world, _ = _ctx(request)
+    with sandbox.lock:  # a plain list, no envelope
+        return _json([u.render() for u in {u.id: u for u in world.users_by_key.values()}.values()])
+
+
+def _expand(request: web.Request) -> frozenset[str]:
+    return frozenset(x.strip() for x in request.query.get("expand", "").split(",") if x.strip())
+
+
+async def work_items(request: web.Request) -> web.Response:
+    sandbox, world, project = _ctx(request)
+    with sandbox.lock:
+        if request.method == "POST":
+            item = world.create_item(project, await _body(request), request[USER])
+            return _json(render.render_item(world, project, item), 201)
+        query = dict(request.query)
+        if "external_id" in query and "external_source" in query:
+            for item in project.items.values():  # one object, not an envelope
+                if (item.external_id, item.external_source) == (
+                    query["external_id"],
+                    query["external_source"],
+                ):
+                    return _json(render.render_item(world, project, item))
+            raise not_found()
+        items = render.order_items(project, list(project.items.values()), query.get("order_by"))
+        expand = _expand(request)
+        page = render.paginate([{"_": i} for i in items], query)  # ids first, render the page
+        page["results"] = [
+            render.render_item(world, project, r["_"], expand=expand) for r in page["results"]
+        ]
+        return _json(page)
+
+
+async def work_item(request: web.Request) -> web.StreamResponse:
+    sandbox, world, project = _ctx(request)
+    with sandbox.lock:
+        item = world.item(project, request.match_info["iid"])
+        if request.method == "PATCH":
+            item = world.update_item(project, item, await _body(request), request[USER])
+        elif request.method == "DELETE":
+            world.delete_item(project, item)
+            return web.Response(status=204)
+        return _json(render.render_item(world, project, item, expand=_expand(request)))
+
+
+async def comments(request: web.Request) -> web.Response:
+    sandbox, world, project = _ctx(request)
+    with sandbox.lock:
+        item = world.item(project, request.match_info["iid"])
+        if request.method == "POST":
+            comment = world.add_comment(project, item, await _body(request), request[USER])
+            return _json(render.render_comment(world, project, comment), 201)
+        rows = [
+            render.render_comment(world, project, c, listing=True)
+            for c in project.comments.get(item.id, [])
+        ]
+        return _json(render.paginate(rows, dict(request.query)))
+
+
+async def activities(request: web.Request) -> web.Response:
+    sandbox, world, project = _ctx(request)
+    with sandbox.lock:
+        item = world.item(project, request.match_info["iid"])
+        rows = [
+            render.render_activity(world, project, a) for a in project.activities.get(item.id, [])
+        ]
+        return _json(render.paginate(rows, dict(request.query)))
+
+
+async def by_identifier(request: web.Request) -> web.Response:
+    sandbox, world = request.app[SANDBOX], request.app[WORLD]
+    prefix, _, seq = request.match_info["ident"].rpartition("-")
+    with sandbox.lock:
+        for project in world.projects.values():
+            if project.identifier == prefix:
+                for item in project.items.values():
+                    if str(item.sequence_id) == seq:
+                        return _json(render.render_item(world, project, item))
+        raise not_found()
+
+
+# -- admin: act as a human in the web app; read what happened ----------------------------
+async def admin(request: web.Request) -> web.Response:
+    sandbox: SandboxPlane = request.app[SANDBOX]
+    world = sandbox.world
+    action = request.match_info["action"]
+    try:
+        with sandbox.lock:
+            if request.method == "GET" and action == "info":
+                return _json(info(sandbox))
+            if request.method == "GET" and action == "deliveries":
+                return _json([d.summary() for d in sandbox.sender.sent])
+            if request.method == "GET" and action == "history":
+                return _json(world.state_history(request.query["item"]))
+            body = await _body(request)
+            key = str(body.get("api_key") or sandbox.human_key or "")
+            if action == "move":
+                item = world.move(body["project"], body["item"], body["state"], key)
+                return _json({"id": item.id, "state": item.state_id})
+            if action == "create":
+                project = world.project(body["project"])
+                state = project.state_by_name(body.get("state", "Backlog"))
+                item = world.create_item(
+                    project,
+                    {
+                        "name": body["name"],
+                        "state": state.id,
+                        "description_html": body.get("description_html", "<p></p>"),
+                    },
+                    world.user_for_key(key),
+                )
+                return _json(render.render_item(world, project, item), 201)
+            if action == "comment":
+                project = world.project(body["project"])
+                comment = world.add_comment(
+                    project,
+                    world.item(project, body["item"]),
+                    {"comment_html": body["html"]},
+                    world.user_for_key(key),
+                )
+                return _json({"id": comment.id}, 201)
+            if action == "webhook":
+                sandbox.sender.configure(body.get("url"), str(body.get("secret", "")))
+                return _json({"url": sandbox.sender.url})
+            if action == "backdate":
+                world.backdate(body["project"], body["item"], float(body["seconds"]))
+                return _json({"ok": True})
+    except (KeyError, SandboxError) as exc:
+        if isinstance(exc, SandboxError):
+            return _json(exc.body, exc.status)
+        return _json({"error": f"missing or unknown {exc}"}, 400)
+    return _json({"error": f"unknown admin action {action!r}"}, 404)
+
+
+def info(sandbox: SandboxPlane) -> dict[str, Any]:
+    world = sandbox.world
+    return {
+        "workspace": world.slug,
+        "projects": [
+            {
+                "id": p.id,
+                "identifier": p.identifier,
+                "name": p.name,
+                "states": {s.name: s.id for s in p.states.values()},
+                "items": len(p.items),
+            }
+            for p in world.projects.values()
+        ],
+        "webhook_url": sandbox.sender.url,
+    }
+
+
+def make_app(sandbox: SandboxPlane) -> web.Application:
+    app = web.Application(middlewares=[plane_middleware])
+    app[SANDBOX] = sandbox
+    app[WORLD] = sandbox.world
+    ws = "/api/v1/workspaces/{slug}"
+    proj = ws + "/projects/{pid}"
+    r = app.router
+    r.add_get("/api/v1/users/me/", users_me)
+    r.add_route("*", ws + "/projects/", projects)
+    r.add_route("*", proj + "/states/", states)
+    r.add_get(proj + "/members/", members)
+    for kind in ("work-items", "issues"):
+        r.add_route("*", proj + f"/{kind}/", work_items)
+        r.add_route("*", proj + f"/{kind}/{{iid}}/", work_item)
+        r.add_route("*", proj + f"/{kind}/{{iid}}/comments/", comments)
+        r.add_get(proj + f"/{kind}/{{iid}}/activities/", activities)
+    r.add_get(ws + "/work-items/{ident}/", by_identifier)
+    r.add_route("*", "/_sandbox/{action}", admin)
+
+    async def sender_ctx(app: web.Application) -> Any:
+        await sandbox.sender.start()
+        yield
+        await sandbox.sender.stop()
+
+    app.cleanup_ctx.append(sender_ctx)
+    return app

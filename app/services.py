@@ -1,0 +1,77 @@
+"""Builds the long-lived objects of a process from one Settings object.
+
+`Services` owns the Redis client, the Plane client (with the shared rate budget and
+call counters), the state resolver and the status sync; `close()` releases them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from app.config import Settings, load_registry
+from app.plane.client import PlaneClient
+from app.plane.ratelimit import RateBudget
+from app.plane.status import StateResolver, StatusSync
+from app.projects import Registry
+from app.store import Redis, Store, connect
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: Redis | None = None
+    registry_override: Registry | None = None
+    _closers: list[object] = field(default_factory=list)
+
+    @cached_property
+    def client(self) -> Redis:
+        return self.redis if self.redis is not None else connect(self.settings.redis_url)
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(
+            self.client,
+            self.settings.keys,
+            lock_ttl_s=self.settings.lock_ttl_s,
+            lock_wait_s=self.settings.lock_wait_s,
+        )
+
+    @cached_property
+    def registry(self) -> Registry:
+        if self.registry_override is not None:
+            return self.registry_override
+        return load_registry(self.settings.projects_file)
+
+    @cached_property
+    def budget(self) -> RateBudget:
+        return RateBudget(
+            self.client, self.settings.keys.plane_rate, per_minute=self.settings.plane_rate_per_min
+        )
+
+    @cached_property
+    def plane(self) -> PlaneClient:
+        s = self.settings
+        return PlaneClient(
+            s.plane_base_url,
+            s.plane_api_token.get_secret_value(),
+            s.plane_workspace,
+            timeout_s=s.plane_timeout_s,
+            retries=s.plane_retries,
+            budget=self.budget,
+            count=self.store.incr_counter,
+        )
+
+    @cached_property
+    def resolver(self) -> StateResolver:
+        return StateResolver(self.plane, self.store, ttl_s=self.settings.plane_states_ttl_s)
+
+    @cached_property
+    def status(self) -> StatusSync:
+        return StatusSync(self.plane, self.resolver, self.registry)
+
+    def close(self) -> None:
+        if "plane" in self.__dict__:
+            self.plane.close()
+        if "client" in self.__dict__ and self.redis is None:
+            self.client.close()
