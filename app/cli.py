@@ -16,6 +16,7 @@ from app.config import Settings, load_registry, load_settings
 from app.domain.errors import ConfigError, PlaneflowError
 from app.domain.stages import Stage
 from app.plane.setup import ensure_states
+from app.projects import Registry
 from app.services import Services
 from app.store import Store, connect
 
@@ -128,6 +129,60 @@ def cmd_sandbox_plane(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         runner.stop()
     return 0
+
+
+def check_webhook_secrets(settings: Settings, registry: Registry) -> None:
+    if settings.plane_webhook_secret.get_secret_value():
+        return
+    bare = [p.name for p in registry.projects.values() if p.webhook_secret is None]
+    if bare:
+        raise ConfigError(
+            "ORCH_PLANE_WEBHOOK_SECRET is not set and project(s) "
+            f"{', '.join(bare)} have no webhook_secret: every Plane webhook "
+            "would be refused (401)"
+        )
+
+
+def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web as aioweb
+
+    from app.queue import Dispatcher, make_redis_broker
+    from app.web import create_app
+
+    registry = load_registry(settings.projects_file)
+    check_webhook_secrets(settings, registry)
+    client = connect(settings.redis_url)
+    broker = make_redis_broker(settings.redis_url)
+    app = create_app(
+        settings, registry=registry, redis_client=client, dispatcher=Dispatcher(broker)
+    )
+    host, port = args.host or settings.web_host, args.port or settings.web_port
+    print(
+        f"planeflow web on http://{host}:{port} (redis {redacted_url(settings.redis_url)}, "
+        f"{len(registry.projects)} project(s))",
+        flush=True,
+    )
+    try:
+        aioweb.run_app(app, host=host, port=port, print=None, access_log=None)
+    finally:
+        broker.close()
+        client.close()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from actors.worker import run_worker_process, supervise
+
+    load_registry(settings.projects_file)  # fail at start, naming the field
+    if args.processes <= 1:
+        return run_worker_process(settings, args.threads, args.shutdown_timeout, args.log_level)
+    return supervise(
+        settings,
+        processes=args.processes,
+        threads=args.threads,
+        shutdown_timeout_s=args.shutdown_timeout,
+        log_level=args.log_level,
+    )
 
 
 def cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from app.config import Settings, load_registry
+from app.events import EventProcessor, own_user_id
+from app.pipeline import Pipeline
 from app.plane.client import PlaneClient
 from app.plane.ratelimit import RateBudget
 from app.plane.status import StateResolver, StatusSync
 from app.projects import Registry
+from app.queue import Dispatcher, make_redis_broker
 from app.store import Redis, Store, connect
 
 
@@ -22,6 +26,7 @@ class Services:
     settings: Settings
     redis: Redis | None = None
     registry_override: Registry | None = None
+    broker: Any = None
     _closers: list[object] = field(default_factory=list)
 
     @cached_property
@@ -69,6 +74,22 @@ class Services:
     @cached_property
     def status(self) -> StatusSync:
         return StatusSync(self.plane, self.resolver, self.registry)
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        """Sends to actors by name on a broker that shares this Redis."""
+        if self.broker is None:
+            self.broker = make_redis_broker(self.settings.redis_url)
+        return Dispatcher(self.broker)
+
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        own = own_user_id(self.settings.plane_user_id, self.store, self.plane)
+        return Pipeline(self.store, self.status, self.plane, self.dispatcher, own)
+
+    @cached_property
+    def events(self) -> EventProcessor:
+        return EventProcessor(self.store, self.registry, self.plane, self.resolver, self.pipeline)
 
     def close(self) -> None:
         if "plane" in self.__dict__:

@@ -28,7 +28,13 @@ TIMELINE_MAXLEN = 2000
 
 def connect(url: str) -> Redis:
     """A client that speaks str (decode_responses); the broker keeps its own client."""
-    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        health_check_interval=30,
+        socket_connect_timeout=3,
+        socket_timeout=10,
+    )
 
 
 class Store:
@@ -165,6 +171,8 @@ class Store:
 
     def move_task(self, task_id: str, stage: Stage, reason: str, **fields: Any) -> Task:
         """Move a task to `stage` (the stage machine decided it), logging the reason."""
+        if stage is Stage.REVIEW:
+            fields.setdefault("review_started_at", utcnow())
         key = self.keys.task(task_id)
         while True:
             with self.r.pipeline(transaction=True) as pipe:
@@ -289,6 +297,10 @@ class Store:
         # Compare-and-clear so a newer job's slot is never freed by an old one.
         self.r.eval(_CLEAR_IF_EQUAL, 1, task_key, "active_job_id", job_id)
         return job
+
+    def cancel_job(self, job_id: str) -> Job:
+        """Mark a job cancelled (its runner stops the agent when it sees this)."""
+        return self.finish_job(job_id, "cancelled", state=JobState.CANCELLED)
 
     # -- counters ---------------------------------------------------------------
     def incr_counter(self, name: str, amount: int = 1) -> None:

@@ -73,6 +73,8 @@ class Task(_Record):
     active_job_id: str | None = None
     status_key: str | None = None  # the Layer B key last written to Plane
     status_sync_ok: bool = True
+    feedback: str | None = None  # rework feedback for the developer (gates, reviewers)
+    review_started_at: datetime | None = None
 
 
 class Job(_Record):

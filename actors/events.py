@@ -1,0 +1,53 @@
+"""Actors for stored webhook events."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dramatiq
+
+from actors import runtime
+from app.queue import EVENTS_QUEUE, PROCESS_EVENT, PROCESS_FORGE_EVENT
+
+log = logging.getLogger(__name__)
+
+
+def process_event(payload: dict[str, Any]) -> None:
+    """A Plane event: read the work item's current state, route to a handler."""
+    decision = runtime.services().events.process(payload)
+    log.info(
+        "event %s (%s %s): %s",
+        payload.get("event_id"),
+        payload.get("event"),
+        payload.get("issue_id"),
+        decision,
+    )
+
+
+def process_forge_event(payload: dict[str, Any]) -> None:
+    """A Gitea event: recorded by the receiver; merge re-evaluation lands with the stage
+    engine, until then the reconciler's periodic check covers it."""
+    log.info(
+        "forge event %s (%s on %s) recorded",
+        payload.get("event_id"),
+        payload.get("event"),
+        payload.get("repo"),
+    )
+
+
+def register(broker: dramatiq.Broker) -> None:
+    dramatiq.actor(
+        broker=broker,
+        actor_name=PROCESS_EVENT,
+        queue_name=EVENTS_QUEUE,
+        max_retries=8,
+        time_limit=120_000,
+    )(process_event)
+    dramatiq.actor(
+        broker=broker,
+        actor_name=PROCESS_FORGE_EVENT,
+        queue_name=EVENTS_QUEUE,
+        max_retries=8,
+        time_limit=60_000,
+    )(process_forge_event)

@@ -1,0 +1,11 @@
+"""Declares every actor on a broker."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from actors import events
+
+
+def register_all(broker: dramatiq.Broker) -> None:
+    events.register(broker)

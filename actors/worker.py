@@ -1,0 +1,129 @@
+"""`planeflow worker`: Dramatiq workers run in-process, with graceful shutdown.
+
+The `dramatiq` CLI's children exit at once when SIGTERM reaches the whole process
+group (what systemd and PaaS platforms send), stranding in-flight messages until the
+slow dead-worker recovery. Here each worker process runs `dramatiq.Worker` itself and
+handles SIGTERM/SIGINT by `Worker.stop()`: running messages finish (or, past the grace
+period, are left to the heartbeat recovery) and prefetched ones are requeued. With
+`--processes N > 1` a supervisor starts N such processes, restarts one that dies,
+and forwards a signal it receives alone to all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+import dramatiq
+
+from actors import runtime
+from actors.broker import setup_broker
+from actors.registry import register_all
+from app import logs
+from app.config import Settings
+from app.queue import Dispatcher
+from app.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def start_worker(
+    settings: Settings,
+    *,
+    threads: int,
+    client: Any = None,
+    prometheus: bool = False,
+    worker_timeout_ms: int = 200,
+    services: Services | None = None,
+) -> tuple[dramatiq.Worker, Services]:
+    """Set up broker, services and actors; start a Worker (returned running)."""
+    broker = setup_broker(settings, client=client, prometheus=prometheus)
+    services = services or Services(settings, redis=None)
+    services.broker = broker
+    services.__dict__["dispatcher"] = Dispatcher(broker)
+    runtime.init(services)
+    register_all(broker)
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=worker_timeout_ms)
+    # Long jobs want prefetch = threads, so a busy process does not sit on queued work.
+    worker.queue_prefetch = threads
+    worker.start()
+    return worker, services
+
+
+def run_worker_process(
+    settings: Settings,
+    threads: int,
+    shutdown_timeout_s: float,
+    log_level: str = "INFO",
+    prometheus: bool = True,
+) -> int:
+    """One worker process until SIGTERM/SIGINT; then a graceful stop."""
+    logs.setup(log_level)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info(
+            "worker %d: %s received, shutting down gracefully",
+            multiprocessing.current_process().pid or 0,
+            signal.Signals(signum).name,
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker, services = start_worker(settings, threads=threads, prometheus=prometheus)
+    log.info("worker ready: %d thread(s), queues %s", threads, sorted(worker.broker.queues))
+    stop.wait()
+    worker.stop(timeout=int(shutdown_timeout_s * 1000))
+    worker.broker.close()
+    services.close()
+    log.info("worker stopped")
+    return 0
+
+
+def supervise(
+    settings: Settings, *, processes: int, threads: int, shutdown_timeout_s: float, log_level: str
+) -> int:
+    """Run N worker processes; restart crashed ones; stop all on a signal."""
+    ctx = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+
+    def spawn(index: int) -> Any:
+        proc = ctx.Process(
+            target=run_worker_process,
+            name=f"planeflow-worker-{index}",
+            args=(settings, threads, shutdown_timeout_s, log_level, index == 0),
+        )
+        proc.start()
+        return proc
+
+    children = [spawn(i) for i in range(processes)]
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            for child in children:  # a signal sent to us alone reaches the children too
+                if child.is_alive() and child.pid:
+                    try:
+                        os.kill(child.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stopping.is_set():
+        for i, child in enumerate(children):
+            if not child.is_alive() and not stopping.is_set():
+                log.error("worker process %s exited with %s; restarting", child.pid, child.exitcode)
+                time.sleep(1)
+                children[i] = spawn(i)
+        stopping.wait(1)
+    for child in children:
+        child.join(shutdown_timeout_s + 10)
+    return 0

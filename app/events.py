@@ -1,0 +1,98 @@
+"""From a stored webhook event to a pipeline handler: observe, compare, act.
+
+Plane sends one delivery per changed field, in no guaranteed order, so the event is
+only a hint: the processor reads the work item's *current* state and routes on that.
+Events caused by our own status writes (the actor is our Plane user) are echoes and
+change nothing. The reconciler replays through `route`, the same path.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from app.domain.errors import PlaneError, TemporaryError
+from app.pipeline import Pipeline
+from app.plane.client import PlaneClient
+from app.plane.models import WorkItem
+from app.plane.status import StateResolver, Trigger
+from app.projects import Project, Registry
+from app.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class EventProcessor:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        plane: PlaneClient,
+        resolver: StateResolver,
+        pipeline: Pipeline,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.plane = plane
+        self.resolver = resolver
+        self.pipeline = pipeline
+
+    def process(self, payload: dict[str, Any]) -> str:
+        """Handle one `process_event` message; TemporaryError asks Dramatiq to retry."""
+        source = f"webhook {payload.get('event_id', '?')}"
+        project = self.registry.by_plane_id(str(payload.get("project_id")))
+        issue_id = payload.get("issue_id")
+        if project is None or not issue_id:
+            return "ignored: unknown project or no work item"
+        own = self.pipeline.own_user_id
+        if own and payload.get("actor_id") == own:
+            task = self.store.get_task_by_issue(issue_id)
+            if task is not None:
+                self.store.record(
+                    task.id, "ignored", f"ignored: echo of own status write [{source}]"
+                )
+            return "ignored: echo of own status write"
+        try:
+            item = self.plane.get_work_item(project.plane_project_id, issue_id)
+        except PlaneError as exc:
+            if exc.status == 404:
+                return "ignored: work item no longer exists"
+            raise TemporaryError(f"cannot read work item {issue_id}: {exc}") from exc
+        return self.route(item, project, source=source)
+
+    def route(self, item: WorkItem, project: Project, *, source: str) -> str:
+        """Send a work item in its current state to the matching handler."""
+        states = self.resolver.resolve(project)
+        if item.state_id and states.by_id(item.state_id) is None:
+            states = self.resolver.resolve(project, refresh=True)  # a state added since
+        trigger = states.trigger_of(item.state_id)
+        if trigger is Trigger.START:
+            return self.pipeline.handle_status_start(item, project, source=source)
+        if trigger in (Trigger.APPROVED, Trigger.REJECTED):
+            return self.pipeline.handle_verdict(
+                item, project, approved=trigger is Trigger.APPROVED, source=source
+            )
+        if trigger is Trigger.CANCEL:
+            return self.pipeline.handle_cancel(item, project, source=source)
+        state = states.by_id(item.state_id or "")
+        reason = f"ignored: state {state.name if state else item.state_id!r} is not a trigger"
+        task = self.store.get_task_by_issue(item.id)
+        if task is not None:
+            self.store.record(task.id, "ignored", f"{reason} [{source}]")
+        return reason
+
+
+def own_user_id(configured: str | None, store: Store, plane: PlaneClient) -> str | None:
+    """Our Plane user id: configured, cached in Redis, or asked once from `users/me`."""
+    if configured:
+        return configured
+    cached = store.r.get(store.keys.plane_me)
+    if cached:
+        return str(cached)
+    try:
+        me = plane.me().id
+    except (PlaneError, TemporaryError) as exc:
+        log.warning("cannot discover our Plane user (echo suppression off for now): %s", exc)
+        return None
+    store.r.set(store.keys.plane_me, me)
+    return me

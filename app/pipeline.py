@@ -1,0 +1,185 @@
+"""The handlers: start / resume, human verdict, cancel. Layer A decides; Plane only triggers.
+
+Every handler runs under the work item's lock (redis-py Lock: owner token + TTL), reads
+the task as it is now, and records its decision — including every "ignored" — on the
+task's timeline with the reason, so `planeflow explain` can answer "why didn't it
+start?". A second call with the same input finds the state the first one left and
+does nothing new: that is what makes them safe to replay.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from app import logs
+from app.domain.models import Job, Task
+from app.domain.naming import branch_name, work_item_id
+from app.domain.stages import FINISHED_STAGES, Outcome, Stage, next_stage
+from app.plane.client import PlaneClient
+from app.plane.models import Comment, WorkItem
+from app.projects import Project
+from app.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class JobSender(Protocol):
+    def send_job(self, job_id: str, *, delay_ms: int | None = None) -> str: ...
+
+
+class StatusWriter(Protocol):
+    def set_issue_stage_state(self, task: Task, stage: Stage | None = None) -> bool: ...
+
+
+@dataclass
+class Pipeline:
+    store: Store
+    status: StatusWriter
+    plane: PlaneClient
+    jobs: JobSender
+    own_user_id: str | None = None
+
+    # -- start / resume --------------------------------------------------------------
+    def handle_status_start(
+        self, issue: WorkItem, project: Project, *, source: str = "webhook"
+    ) -> str:
+        """Create the task (first trigger) or resume a blocked one; else ignore, with reason.
+
+        Idempotent: create_task_atomic returns created=True once per work item, and a
+        task that is not blocked is never restarted.
+        """
+        with self.store.issue_lock(issue.id):
+            task = self.store.get_task_by_issue(issue.id)
+            if task is None:
+                wi = work_item_id(project.work_item_prefix, issue.sequence_id, issue.id)
+                task, created = self.store.create_task_atomic(
+                    issue.id,
+                    wi,
+                    project.repo,
+                    branch_name(wi, issue.name),
+                    Stage.ANALYSIS,
+                    issue.name,
+                    project=project.name,
+                )
+                if created:
+                    with logs.bind(task_id=task.id, work_item=wi, stage=task.stage.value):
+                        log.info("task created (%s)", source)
+                        self.store.record(task.id, "start", f"started by {source}")
+                        self.status.set_issue_stage_state(task)
+                        self._enqueue(task)
+                    return "started"
+            if task.stage is Stage.BLOCKED:
+                return self._resume(task, source)
+            reason = (
+                f"ignored: task already {task.stage.value}"
+                if task.stage in FINISHED_STAGES
+                else f"ignored: task already running (stage {task.stage.value})"
+            )
+            self.store.record(task.id, "ignored", f"{reason} [{source}]")
+            return reason
+
+    def _resume(self, task: Task, source: str) -> str:
+        resume_at = task.failed_stage or Stage.ANALYSIS
+        stage = next_stage(Stage.BLOCKED, Outcome.RESUME, resume_stage=resume_at)
+        task = self.store.move_task(task.id, stage, f"resumed by {source}", blocked_reason=None)
+        self.status.set_issue_stage_state(task)
+        self._enqueue(task)
+        return f"resumed at {stage.value}"
+
+    # -- verdict ----------------------------------------------------------------------
+    def handle_verdict(
+        self, issue: WorkItem, project: Project, *, approved: bool, source: str = "webhook"
+    ) -> str:
+        """Approved: review -> merge. Rejected: review -> development, comments as feedback.
+
+        Acts only on a task in `review` with no active job; a second verdict finds the
+        task already moved and is ignored with its reason.
+        """
+        verdict = "approved" if approved else "rejected"
+        with self.store.issue_lock(issue.id):
+            task = self.store.get_task_by_issue(issue.id)
+            if task is None:
+                log.info("verdict %s for %s ignored: no task", verdict, issue.id)
+                return "ignored: no task"
+            if task.stage is not Stage.REVIEW:
+                reason = (
+                    f"ignored: verdict {verdict} for task not in review (stage {task.stage.value})"
+                )
+                self.store.record(task.id, "ignored", f"{reason} [{source}]")
+                return reason
+            active = self.store.active_job(task)
+            if active is not None:
+                reason = f"ignored: verdict {verdict} while job {active.id} is active"
+                self.store.record(task.id, "ignored", f"{reason} [{source}]")
+                return reason
+            fields: dict[str, object] = {}
+            if approved:
+                outcome = Outcome.APPROVED
+            else:
+                outcome = Outcome.REJECTED
+                fields["feedback"] = self._review_feedback(task, project)
+                fields["rework_count"] = task.rework_count + 1
+            stage = next_stage(
+                Stage.REVIEW, outcome, rework_count=task.rework_count, max_rework=project.max_rework
+            )
+            task = self.store.move_task(task.id, stage, f"verdict {verdict} [{source}]", **fields)
+            self.status.set_issue_stage_state(task)
+            self._enqueue(task)
+            return f"{verdict}: moved to {stage.value}"
+
+    def _review_feedback(self, task: Task, project: Project) -> str:
+        """Human comments posted since the task entered review, oldest first."""
+        try:
+            comments = self.plane.list_comments(project.plane_project_id, task.plane_issue_id)
+        except Exception as exc:  # feedback is best effort; the verdict still counts
+            log.warning("task %s: cannot read review comments: %s", task.id, exc)
+            self.store.record(task.id, "warning", f"review comments unavailable: {exc}")
+            return ""
+        since = task.review_started_at
+        return "\n\n".join(
+            strip_html(c.comment_html) for c in comments if _is_feedback(c, since, self.own_user_id)
+        )
+
+    # -- cancel -----------------------------------------------------------------------
+    def handle_cancel(self, issue: WorkItem, project: Project, *, source: str = "webhook") -> str:
+        """Cancel the task and its active job. A finished or absent task is left alone."""
+        with self.store.issue_lock(issue.id):
+            task = self.store.get_task_by_issue(issue.id)
+            if task is None:
+                return "ignored: no task"
+            if task.stage in FINISHED_STAGES:
+                reason = f"ignored: cancel of a task already {task.stage.value}"
+                self.store.record(task.id, "ignored", f"{reason} [{source}]")
+                return reason
+            active = self.store.active_job(task)
+            if active is not None:
+                self.store.cancel_job(active.id)
+            self.store.move_task(
+                task.id, next_stage(task.stage, Outcome.CANCEL), f"cancelled in Plane [{source}]"
+            )
+            # No status write: Plane already shows the cancelled state.
+            return "cancelled"
+
+    # -- jobs -------------------------------------------------------------------------
+    def _enqueue(self, task: Task) -> Job | None:
+        job = self.store.create_job(task.id, task.stage)
+        if job is None:
+            self.store.record(task.id, "ignored", "job not queued: another job is active")
+            return None
+        self.jobs.send_job(job.id)
+        return job
+
+
+def _is_feedback(comment: Comment, since: datetime | None, own_user_id: str | None) -> bool:
+    author = comment.actor or comment.created_by
+    if own_user_id and author == own_user_id:
+        return False
+    return since is None or comment.created_at >= since
+
+
+def strip_html(html: str) -> str:
+    return re.sub(r"<[^>]+>", "", html).strip()

@@ -1,0 +1,119 @@
+"""Shared test helpers: signed Plane deliveries, settings and registries for the sandbox."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from app.config import Settings
+from app.plane.webhooks import signature
+from app.projects import Registry
+from app.sandbox.plane_render import render_item_webhook
+from app.sandbox.plane_runner import BOT_KEY, DEMO_PROJECT_ID, SandboxPlaneRunner
+from app.sandbox.plane_world import Item, Project
+from tests.conftest import FIXTURES
+
+SECRET = "test-webhook-secret"
+FIXTURE_SECRET = "plane_wh_fedcba9876543210fedcba9876543210"
+ORCH_ID = "18c1fbbe-60b8-4f30-9f83-c0398a578ce3"
+
+
+def fixture_delivery(name: str) -> tuple[bytes, dict[str, str]]:
+    """A recorded real Plane delivery: raw body bytes and its headers."""
+    data = json.loads((FIXTURES / f"{name}.json").read_text())["delivery"]
+    headers = {k: v for k, v in data["headers"] if k.startswith("X-Plane")}
+    return data["raw_body"].encode("utf-8"), headers
+
+
+def registry(demo_id: str = DEMO_PROJECT_ID, **extra: dict[str, Any]) -> Registry:
+    projects: dict[str, Any] = {
+        "demo": {
+            "plane_project_id": demo_id,
+            "repo": "demo-repo",
+            "work_item_prefix": "DEMO",
+            "max_rework": 2,
+        },
+        "orch": {
+            "plane_project_id": ORCH_ID,
+            "repo": "orch-repo",
+            "work_item_prefix": "ORCH",
+            "webhook_secret": FIXTURE_SECRET,
+        },
+    }
+    projects.update(extra)
+    return Registry.model_validate({"projects": projects})
+
+
+def settings(
+    tmp_path: Path,
+    *,
+    redis_url: str = "redis://127.0.0.1:1/0",
+    plane_url: str = "http://127.0.0.1:1",
+    **overrides: Any,
+) -> Settings:
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "plane_base_url": plane_url,
+        "plane_api_token": SecretStr(BOT_KEY),
+        "plane_webhook_secret": SecretStr(SECRET),
+        "spool_dir": tmp_path / "spool",
+        "repos_dir": tmp_path / "repos",
+        "projects_file": tmp_path / "projects.toml",
+        "lock_wait_s": 20.0,
+    }
+    values.update(overrides)
+    return Settings.model_construct(**{**Settings().model_dump(), **values})
+
+
+def plane_delivery(
+    runner: SandboxPlaneRunner,
+    project: Project,
+    item: Item,
+    *,
+    field: str | None = "state",
+    actor_id: str = "human",
+    nonce: str = "",
+) -> tuple[bytes, dict[str, str]]:
+    """A signed delivery for a sandbox item, in real Plane's layout."""
+    world = runner.sandbox.world
+    with runner.sandbox.lock:
+        data = render_item_webhook(world, project, item)
+    body = {
+        "event": "issue",
+        "action": "updated",
+        "webhook_id": "wh-test" + nonce,
+        "workspace_id": world.workspace_id,
+        "data": data,
+        "activity": {
+            "field": field,
+            "new_value": item.state_id,
+            "old_value": None,
+            "actor": {"id": actor_id, "display_name": "x"},
+            "old_identifier": None,
+            "new_identifier": None,
+        },
+    }
+    raw = json.dumps(body).encode()
+    return raw, {
+        "X-Plane-Event": "issue",
+        "X-Plane-Delivery": "d-" + nonce,
+        "X-Plane-Signature": signature(SECRET, raw),
+        "Content-Type": "application/json",
+    }
+
+
+def demo_project(runner: SandboxPlaneRunner) -> Project:
+    return runner.sandbox.world.projects[DEMO_PROJECT_ID]
+
+
+def move(runner: SandboxPlaneRunner, item: Item, state: str) -> None:
+    """A human moves the card in the web app (the sandbox sends its webhook, if set)."""
+    with runner.sandbox.lock:
+        runner.sandbox.world.move(DEMO_PROJECT_ID, item.id, state, runner.sandbox.human_key or "")
+
+
+def first_item(runner: SandboxPlaneRunner) -> Item:
+    return next(iter(demo_project(runner).items.values()))
