@@ -11,6 +11,7 @@ and forwards a signal it receives alone to all of them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -110,10 +111,8 @@ def supervise(
             stopping.set()
             for child in children:  # a signal sent to us alone reaches the children too
                 if child.is_alive() and child.pid:
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.kill(child.pid, signal.SIGTERM)
-                    except ProcessLookupError:
-                        pass
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

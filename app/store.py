@@ -13,7 +13,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import LockError, LockNotOwnedError, WatchError
+from redis.retry import Retry
 
 from app.domain.errors import StoreError
 from app.domain.models import Job, JobState, Task, utcnow
@@ -27,13 +29,18 @@ TIMELINE_MAXLEN = 2000
 
 
 def connect(url: str) -> Redis:
-    """A client that speaks str (decode_responses); the broker keeps its own client."""
+    """A client that speaks str (decode_responses); the broker keeps its own client.
+
+    Retries are short on purpose: when Redis is down the receiver must fall back to its
+    spool within a fraction of a second, not after redis-py's default backoff.
+    """
     return redis.Redis.from_url(
         url,
         decode_responses=True,
         health_check_interval=30,
-        socket_connect_timeout=3,
+        socket_connect_timeout=2,
         socket_timeout=10,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
     )
 
 

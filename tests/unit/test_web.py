@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from app.plane.webhooks import signature
 from app.queue import Dispatcher, make_redis_broker
-from app.store import Store
+from app.store import Store, connect
 from app.web import create_app
 from tests.helpers import (
     FIXTURE_SECRET,
@@ -180,9 +180,7 @@ async def test_health_ready_metrics(client: Client, store: Store) -> None:
 async def test_readyz_is_503_without_redis(
     aiohttp_client: Any, tmp_path: Path, broker: Any
 ) -> None:
-    import redis as redislib
-
-    dead = redislib.Redis(port=1, socket_connect_timeout=0.2)
+    dead = connect("redis://127.0.0.1:1/0")
     app = create_app(
         settings(tmp_path), registry=registry(), redis_client=dead, dispatcher=Dispatcher(broker)
     )
