@@ -48,7 +48,10 @@ def make_redis_broker(
 
 
 class Dispatcher:
-    """Sends messages to actors by name on a broker."""
+    """Sends messages to actors by name on a broker.
+
+    It declares no queue: only a worker that has the actor consumes its queue.
+    """
 
     def __init__(self, broker: dramatiq.Broker) -> None:
         self.broker = broker
@@ -57,7 +60,6 @@ class Dispatcher:
         message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=queue, actor_name=actor, args=args, kwargs={}, options={}
         )
-        self.broker.declare_queue(queue)
         sent = self.broker.enqueue(message, delay=delay_ms)
         return str(sent.message_id)
 

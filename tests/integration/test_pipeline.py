@@ -1,0 +1,220 @@
+"""The handlers (start / verdict / cancel) and event routing, on the sandbox Plane."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+
+from app.domain.models import JobState
+from app.domain.stages import Stage
+from app.plane.models import WorkItem
+from app.queue import make_redis_broker
+from app.sandbox.plane_runner import SandboxPlaneRunner
+from app.sandbox.plane_world import Item
+from app.services import Services
+from tests.helpers import demo_project, first_item, move, registry, settings
+
+
+@pytest.fixture
+def services(
+    tmp_path: Path,
+    sandbox_plane: SandboxPlaneRunner,
+    fake_redis: Any,
+    fake_server: fakeredis.FakeServer,
+) -> Iterator[Services]:
+    broker = make_redis_broker(client=fakeredis.FakeRedis(server=fake_server))
+    svc = Services(
+        settings(tmp_path, plane_url=sandbox_plane.base_url),
+        redis=fake_redis,
+        registry_override=registry(),
+        broker=broker,
+    )
+    yield svc
+    svc.close()
+    broker.close()
+
+
+def jobs_queued(services: Services) -> int:
+    return int(services.store.r.llen("dramatiq:jobs"))
+
+
+def current(services: Services, item: Item) -> WorkItem:
+    project = services.registry.projects["demo"]
+    return services.plane.get_work_item(project.plane_project_id, item.id)
+
+
+def route(services: Services, item: Item, state: str, runner: SandboxPlaneRunner) -> str:
+    move(runner, item, state)
+    return services.events.route(
+        current(services, item), services.registry.projects["demo"], source="test"
+    )
+
+
+def test_start_creates_task_status_and_first_job(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item = first_item(sandbox_plane)
+    assert route(services, item, "To Analyse", sandbox_plane) == "started"
+    task = services.store.get_task_by_issue(item.id)
+    assert task is not None and task.stage is Stage.ANALYSIS
+    assert task.work_item_id == f"DEMO-{item.sequence_id}"
+    assert task.branch == f"feature/DEMO-{item.sequence_id}-demo-work-item-1"
+    assert jobs_queued(services) == 1
+    job = services.store.active_job(task)
+    assert job is not None and job.stage is Stage.ANALYSIS and job.state is JobState.QUEUED
+    # Layer B: the board now says Analysis, written by our bot
+    assert sandbox_plane.sandbox.world.state_history(item.id)[-1] == "Analysis"
+
+
+def test_second_start_is_ignored_with_reason(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item = first_item(sandbox_plane)
+    route(services, item, "To Analyse", sandbox_plane)
+    assert route(services, item, "In Progress", sandbox_plane).startswith(
+        "ignored: task already running"
+    )
+    assert jobs_queued(services) == 1
+    task = services.store.get_task_by_issue(item.id)
+    assert task is not None
+    assert "ignored: task already running" in services.store.timeline(task.id)[-1]["message"]
+
+
+def test_start_resumes_a_blocked_task_at_the_failed_stage(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item = first_item(sandbox_plane)
+    route(services, item, "To Analyse", sandbox_plane)
+    store = services.store
+    task = store.get_task_by_issue(item.id)
+    assert task is not None and task.active_job_id
+    store.finish_job(task.active_job_id, "failure")
+    store.move_task(task.id, Stage.BLOCKED, "agent failed", failed_stage=Stage.DEVELOPMENT)
+    assert route(services, item, "To Analyse", sandbox_plane) == "resumed at development"
+    resumed = store.get_task(task.id)
+    assert resumed is not None and resumed.stage is Stage.DEVELOPMENT
+    assert jobs_queued(services) == 2
+
+
+def in_review(services: Services, runner: SandboxPlaneRunner) -> tuple[Item, str]:
+    item = first_item(runner)
+    route(services, item, "To Analyse", runner)
+    store = services.store
+    task = store.get_task_by_issue(item.id)
+    assert task is not None and task.active_job_id
+    store.finish_job(task.active_job_id, "success")
+    store.move_task(task.id, Stage.REVIEW, "gates passed")
+    return item, task.id
+
+
+def test_verdict_for_task_not_in_review_is_ignored(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item = first_item(sandbox_plane)
+    route(services, item, "To Analyse", sandbox_plane)
+    decision = route(services, item, "Approved", sandbox_plane)
+    assert decision == "ignored: verdict approved for task not in review (stage analysis)"
+    task = services.store.get_task_by_issue(item.id)
+    assert task is not None and task.stage is Stage.ANALYSIS
+    assert decision in services.store.timeline(task.id)[-1]["message"]
+
+
+def test_approved_verdict_moves_review_to_merge(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item, task_id = in_review(services, sandbox_plane)
+    assert route(services, item, "Approved", sandbox_plane) == "approved: moved to merge"
+    task = services.store.get_task(task_id)
+    assert task is not None and task.stage is Stage.MERGE
+    assert jobs_queued(services) == 2
+    # a replay of the same verdict changes nothing
+    again = route(services, item, "Approved", sandbox_plane)
+    assert again.startswith("ignored: verdict approved for task not in review")
+
+
+def test_rejected_verdict_goes_back_to_development_with_comments(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item, task_id = in_review(services, sandbox_plane)
+    world = sandbox_plane.sandbox.world
+    project = demo_project(sandbox_plane)
+    with sandbox_plane.sandbox.lock:
+        human = world.user_for_key(sandbox_plane.sandbox.human_key or "")
+        world.add_comment(
+            project,
+            project.items[item.id],
+            {"comment_html": "<p>Please handle the empty list.</p>"},
+            human,
+        )
+    assert route(services, item, "Rejected", sandbox_plane) == "rejected: moved to development"
+    task = services.store.get_task(task_id)
+    assert task is not None and task.stage is Stage.DEVELOPMENT
+    assert task.feedback == "Please handle the empty list."
+    assert task.rework_count == 1
+
+
+def test_verdict_while_a_job_is_active_is_ignored(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item, task_id = in_review(services, sandbox_plane)
+    services.store.create_job(task_id, Stage.REVIEW)  # the reviewer agent is running
+    assert "while job" in route(services, item, "Approved", sandbox_plane)
+
+
+def test_cancel_stops_the_task_and_its_job(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item = first_item(sandbox_plane)
+    route(services, item, "To Analyse", sandbox_plane)
+    task = services.store.get_task_by_issue(item.id)
+    assert task is not None and task.active_job_id
+    job_id = task.active_job_id
+    assert route(services, item, "Cancelled", sandbox_plane) == "cancelled"
+    job = services.store.get_job(job_id)
+    assert job is not None and job.state is JobState.CANCELLED
+    task = services.store.get_task(task.id)
+    assert task is not None and task.stage is Stage.CANCELLED
+    assert route(services, item, "To Analyse", sandbox_plane) == "ignored: task already cancelled"
+
+
+def test_echo_of_own_write_changes_nothing(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item = first_item(sandbox_plane)
+    route(services, item, "To Analyse", sandbox_plane)
+    bot = services.pipeline.own_user_id
+    assert bot is not None
+    decision = services.events.process(
+        {
+            "project_id": demo_project(sandbox_plane).id,
+            "issue_id": item.id,
+            "actor_id": bot,
+            "event_id": "1-0",
+        }
+    )
+    assert decision == "ignored: echo of own status write"
+    task = services.store.get_task_by_issue(item.id)
+    assert task is not None
+    assert "echo of own status write" in services.store.timeline(task.id)[-1]["message"]
+
+
+def test_stale_event_reads_the_current_state(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item = first_item(sandbox_plane)
+    move(sandbox_plane, item, "To Analyse")
+    move(sandbox_plane, item, "Backlog")  # the human changed their mind
+    decision = services.events.process(
+        {
+            "project_id": demo_project(sandbox_plane).id,
+            "issue_id": item.id,
+            "actor_id": "human",
+            "event_id": "1-0",
+        }
+    )
+    assert decision == "ignored: state 'Backlog' is not a trigger"
+    assert services.store.get_task_by_issue(item.id) is None
