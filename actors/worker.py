@@ -78,7 +78,9 @@ def run_worker_process(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    worker, services = start_worker(settings, threads=threads, prometheus=prometheus)
+    worker, services = start_worker(
+        settings, threads=threads, prometheus=prometheus and settings.worker_prometheus
+    )
     log.info("worker ready: %d thread(s), queues %s", threads, sorted(worker.broker.queues))
     stop.wait()
     worker.stop(timeout=int(shutdown_timeout_s * 1000))

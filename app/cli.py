@@ -239,12 +239,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("web", help="run the webhook receiver").set_defaults(
-        func=_not_yet("web", "the receiver issue")
+    webp = sub.add_parser("web", help="run the webhook receiver")
+    webp.add_argument("--host", default=None, help="default: ORCH_WEB_HOST")
+    webp.add_argument("--port", type=int, default=None, help="default: ORCH_WEB_PORT")
+    webp.set_defaults(func=cmd_web)
+
+    workerp = sub.add_parser("worker", help="run Dramatiq workers (graceful on SIGTERM)")
+    workerp.add_argument("--processes", type=int, default=1)
+    workerp.add_argument("--threads", type=int, default=4)
+    workerp.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=25.0,
+        help="seconds in-flight messages get to finish on SIGTERM",
     )
-    sub.add_parser("worker", help="run Dramatiq workers").set_defaults(
-        func=_not_yet("worker", "the receiver issue")
-    )
+    workerp.set_defaults(func=cmd_worker)
     sub.add_parser("scheduler", help="run the leader-locked reconcile clock").set_defaults(
         func=_not_yet("scheduler", "the reconciler issue")
     )

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     lock_ttl_s: float = 30.0
     lock_wait_s: float = 10.0
 
+    worker_prometheus: bool = True  # Dramatiq's exporter (dramatiq_prom_port, default 9191)
+
     reconcile_interval_s: int = 60
     reconcile_grace_s: int = 120
 

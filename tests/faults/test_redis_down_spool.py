@@ -1,0 +1,98 @@
+"""Redis down: 100 webhooks are acknowledged into the spool, then all processed once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import redis
+from aiohttp.test_utils import TestClient
+
+from actors.worker import start_worker
+from app.queue import Dispatcher, make_redis_broker
+from app.sandbox.plane_runner import SandboxPlaneRunner
+from app.services import Services
+from app.store import connect
+from app.web import create_app
+from tests.conftest import RedisServer, free_port
+from tests.e2e.conftest import wait_for
+from tests.helpers import demo_project, plane_delivery, registry, settings
+
+Client = TestClient[Any, Any]
+
+
+async def test_hundred_webhooks_while_redis_is_down_are_processed_once(
+    aiohttp_client: Any, tmp_path: Path, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    cfg = settings(
+        tmp_path, redis_url=server.url, plane_url=sandbox_plane.base_url, plane_rate_per_min=100_000
+    )
+    client_r = connect(server.url)
+    broker = make_redis_broker(server.url)
+    app = create_app(
+        cfg,
+        registry=registry(),
+        redis_client=client_r,
+        dispatcher=Dispatcher(broker),
+        drain_interval_s=0.2,
+    )
+    client: Client = await aiohttp_client(app)
+
+    project = demo_project(sandbox_plane)
+    world = sandbox_plane.sandbox.world
+    with sandbox_plane.sandbox.lock:
+        human = world.user_for_key(sandbox_plane.sandbox.human_key or "")
+        items = [
+            world.create_item(
+                project,
+                {"name": f"spooled {n}", "state": project.state_by_name("To Analyse").id},
+                human,
+            )
+            for n in range(100)
+        ]
+    deliveries = [plane_delivery(sandbox_plane, project, item) for item in items]
+
+    server.stop()
+    try:
+        for body, headers in deliveries:  # in order, like one Plane worker
+            resp = await client.post("/webhooks/plane", data=body, headers=headers)
+            assert resp.status == 202
+            assert (await resp.json())["spooled"] is True
+        assert (await client.get("/readyz")).status == 503
+    finally:
+        server.start()
+
+    def stored() -> bool:
+        return bool(client_r.xlen(cfg.keys.events) == 100)
+
+    await asyncio.to_thread(wait_for, stored, 30, "spool drained")
+    events = client_r.xrange(cfg.keys.events)
+    assert [e[1]["issue"] for e in events] == [item.id for item in items]  # in order
+    assert not list((tmp_path / "spool").glob("*.jsonl")) or all(
+        p.stat().st_size == 0 for p in (tmp_path / "spool").glob("*.jsonl")
+    )
+
+    services = Services(cfg, registry_override=registry())
+    worker, services = start_worker(
+        cfg, threads=8, services=services, client=redis.Redis.from_url(server.url)
+    )
+    try:
+        store = services.store
+        await asyncio.to_thread(wait_for, lambda: len(store.list_tasks()) == 100, 60, "100 tasks")
+        tasks = store.list_tasks()
+        assert sorted(t.plane_issue_id for t in tasks) == sorted(i.id for i in items)
+        created = [e for t in tasks for e in store.timeline(t.id) if e["kind"] == "created"]
+        assert len(created) == 100  # each processed once
+        # a redelivery of the same bytes later is a duplicate, not a second event
+        body, headers = deliveries[0]
+        again = await client.post("/webhooks/plane", data=body, headers=headers)
+        assert again.status == 200
+    finally:
+        worker.stop(timeout=10_000)
+        worker.broker.close()
+        services.close()
+        broker.close()
+        server.stop()
