@@ -50,3 +50,6 @@ def setup(level: str = "INFO") -> None:
     )
     root.addHandler(handler)
     root.setLevel(level)
+    # One line per HTTP request is noise at INFO; failures are logged by our clients.
+    for noisy in ("httpx", "httpcore", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
