@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dramatiq
 
-from actors import events
+from actors import events, reconcile
 
 
 def register_all(broker: dramatiq.Broker) -> None:
     events.register(broker)
+    reconcile.register(broker)

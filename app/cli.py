@@ -23,18 +23,6 @@ from app.store import Store, connect
 Command = Callable[[argparse.Namespace, Settings], int]
 
 
-def _not_yet(what: str, issue: str) -> Command:
-    def run(args: argparse.Namespace, settings: Settings) -> int:
-        print(
-            f"planeflow {what}: not available in this build yet (arrives with {issue}); "
-            "nothing was started.",
-            file=sys.stderr,
-        )
-        return 2
-
-    return run
-
-
 def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
     path = Path(args.projects) if args.projects else settings.projects_file
     registry = load_registry(path)
@@ -185,6 +173,67 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from actors.scheduler import Scheduler
+    from app.queue import Dispatcher, make_redis_broker
+
+    client = connect(settings.redis_url)
+    broker = make_redis_broker(settings.redis_url)
+    scheduler = Scheduler(settings, client, Dispatcher(broker), tick_s=args.tick)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        scheduler.run(stop)
+    finally:
+        broker.close()
+        client.close()
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    services = Services(settings)
+    try:
+        reconciler = services.reconciler
+        if args.project:
+            project = services.registry.get(args.project)
+            if project is None:
+                raise ConfigError(f"no project {args.project!r} in the registry")
+            reports = [reconciler.reconcile_project(project)]
+        else:
+            reports = reconciler.reconcile_plane_once()
+    finally:
+        services.close()
+    for report in reports:
+        print(report.summary())
+    return 1 if any(r.error for r in reports) else 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    store = make_store(settings)
+    registry = load_registry(settings.projects_file)
+    counters = store.counters()
+    last_hooks = store.r.hgetall(store.keys.webhooks_last)
+    rows = [("PROJECT", "LAST WEBHOOK", "REPLAYS", "LAST PASS", "API CALLS", "WEBHOOKS")]
+    for name in registry.projects:
+        state = store.r.hgetall(store.keys.reconcile_state(name))
+        rows.append(
+            (
+                name,
+                last_hooks.get(name, "never")[:19],
+                str(counters.get(f"replays:{name}", 0)),
+                (state.get("last_pass_at") or "never")[:19],
+                state.get("last_api_calls", "-"),
+                "SILENT?" if state.get("webhooks_silent") == "1" else "ok",
+            )
+        )
+    print(format_table(rows))
+    print("counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
     store = make_store(settings)
     tasks = store.list_tasks(Stage(args.stage) if args.stage else None)
@@ -254,8 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds in-flight messages get to finish on SIGTERM",
     )
     workerp.set_defaults(func=cmd_worker)
-    sub.add_parser("scheduler", help="run the leader-locked reconcile clock").set_defaults(
-        func=_not_yet("scheduler", "the reconciler issue")
+    sched = sub.add_parser("scheduler", help="run the leader-locked reconcile clock")
+    sched.add_argument("--tick", type=float, default=None, help="default: ORCH_SCHEDULER_TICK_S")
+    sched.set_defaults(func=cmd_scheduler)
+
+    rec = sub.add_parser("reconcile", help="run one reconcile pass now, in this process")
+    rec.add_argument("--project", default=None, help="one project (default: all)")
+    rec.set_defaults(func=cmd_reconcile)
+
+    sub.add_parser("status", help="per-project webhook-loss meter and counters").set_defaults(
+        func=cmd_status
     )
 
     sp = sub.add_parser("sandbox-plane", help="run the in-repo fake Plane (API + webhooks)")

@@ -55,7 +55,15 @@ class Settings(BaseSettings):
     worker_prometheus: bool = True  # Dramatiq's exporter (dramatiq_prom_port, default 9191)
 
     reconcile_interval_s: int = 60
-    reconcile_grace_s: int = 120
+    reconcile_grace_s: int = 120  # younger changes are delayed, not lost: leave them
+    reconcile_margin_s: int = 300  # incremental scans reach back this far past the watermark
+    reconcile_full_every: int = 10  # every Nth pass of a project lists all its work items
+    reconcile_lock_ttl_s: int = 300
+    scheduler_tick_s: float = 15.0  # how often the leader offers due passes
+    webhook_silence_s: int = 600  # replays but no webhook this long: webhook likely disabled
+    job_lost_margin_s: float = 120.0
+    job_max_attempts: int = 3  # a job lost this many times blocks its task
+    job_resend_after_s: float = 300.0  # a queued job not started this long is sent again
 
     @property
     def keys(self) -> Keys:

@@ -117,6 +117,9 @@ class Ingest:
                 {**entry.get("payload", {}), "event_id": event_id},
             )
         self.r.set(marker, f"done:{event_id}", keepttl=True)
+        if entry["source"] == "plane" and entry["outcome"] != "unknown_project":
+            # The webhook-loss meter: when did this project's webhooks last arrive?
+            self.r.hset(self.keys.webhooks_last, entry["project"], entry["received_at"])
         return Answer(202, {"accepted": True, "event_id": event_id, "outcome": entry["outcome"]})
 
     def drain(self) -> int:

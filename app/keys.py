@@ -59,6 +59,11 @@ class Keys:
         """Hash: one job."""
         return f"{self.prefix}job:{job_id}"
 
+    @property
+    def jobs_active(self) -> str:
+        """Set: ids of queued or running jobs (the stuck-job sweep reads it)."""
+        return f"{self.prefix}jobs:active"
+
     # -- locks ----------------------------------------------------------------
     def issue_lock(self, plane_issue_id: str) -> str:
         """Per-issue lock serialising the handlers of one work item."""
@@ -89,6 +94,15 @@ class Keys:
     def plane_me(self) -> str:
         """String: our own Plane user id (echo suppression)."""
         return f"{self.prefix}plane:me"
+
+    @property
+    def webhooks_last(self) -> str:
+        """Hash: project -> ISO time of the last webhook received for it."""
+        return f"{self.prefix}webhooks:last"
+
+    def reconcile_state(self, project: str) -> str:
+        """Hash: a project's reconcile watermark, pass count, next due time, last figures."""
+        return f"{self.prefix}reconcile:{project}"
 
     @property
     def counters(self) -> str:

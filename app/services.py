@@ -6,6 +6,7 @@ call counters), the state resolver and the status sync; `close()` releases them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -18,6 +19,7 @@ from app.plane.ratelimit import RateBudget
 from app.plane.status import StateResolver, StatusSync
 from app.projects import Registry
 from app.queue import Dispatcher, make_redis_broker
+from app.reconciler import Reconciler
 from app.store import Redis, Store, connect
 
 
@@ -56,6 +58,10 @@ class Services:
 
     @cached_property
     def plane(self) -> PlaneClient:
+        return self.plane_client(self.store.incr_counter)
+
+    def plane_client(self, count: Callable[[str], None]) -> PlaneClient:
+        """A new Plane client on the shared budget, counting its calls with `count`."""
         s = self.settings
         return PlaneClient(
             s.plane_base_url,
@@ -64,7 +70,7 @@ class Services:
             timeout_s=s.plane_timeout_s,
             retries=s.plane_retries,
             budget=self.budget,
-            count=self.store.incr_counter,
+            count=count,
         )
 
     @cached_property
@@ -90,6 +96,18 @@ class Services:
     @cached_property
     def events(self) -> EventProcessor:
         return EventProcessor(self.store, self.registry, self.plane, self.resolver, self.pipeline)
+
+    @cached_property
+    def reconciler(self) -> Reconciler:
+        return Reconciler(
+            self.settings,
+            self.store,
+            self.registry,
+            self.plane_client,
+            self.events,
+            self.status,
+            self.dispatcher,
+        )
 
     def close(self) -> None:
         if "plane" in self.__dict__:

@@ -236,7 +236,9 @@ class Store:
         ]
 
     # -- jobs -------------------------------------------------------------------
-    def create_job(self, task_id: str, stage: Stage, *, attempt: int = 1) -> Job | None:
+    def create_job(
+        self, task_id: str, stage: Stage, *, attempt: int = 1, time_limit_s: float = 1800.0
+    ) -> Job | None:
         """Create the task's next job; None if the task already has an active one."""
         task_key = self.keys.task(task_id)
         while True:
@@ -254,9 +256,11 @@ class Store:
                         task_id=task_id,
                         stage=stage,
                         attempt=attempt,
+                        time_limit_s=time_limit_s,
                     )
                     pipe.multi()
                     pipe.hset(self.keys.job(job.id), mapping=job.to_hash())
+                    pipe.sadd(self.keys.jobs_active, job.id)
                     pipe.hset(task_key, "active_job_id", job.id)
                     self._xadd_timeline(
                         pipe,
@@ -303,7 +307,14 @@ class Store:
         task_key = self.keys.task(job.task_id)
         # Compare-and-clear so a newer job's slot is never freed by an old one.
         self.r.eval(_CLEAR_IF_EQUAL, 1, task_key, "active_job_id", job_id)
+        self.r.srem(self.keys.jobs_active, job_id)
         return job
+
+    def active_jobs(self) -> list[Job]:
+        """Jobs queued or running, from the `pf:jobs:active` index."""
+        ids = self.r.smembers(self.keys.jobs_active)
+        jobs = [self.get_job(job_id) for job_id in sorted(ids, key=_num)]
+        return [job for job in jobs if job is not None and job.is_active]
 
     def cancel_job(self, job_id: str) -> Job:
         """Mark a job cancelled (its runner stops the agent when it sees this)."""

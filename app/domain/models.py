@@ -85,9 +85,11 @@ class Job(_Record):
     outcome: str | None = None
     attempt: int = 1
     created_at: datetime = Field(default_factory=utcnow)
+    enqueued_at: datetime | None = None  # last (re-)send of its run_job message
     started_at: datetime | None = None
     finished_at: datetime | None = None
     heartbeat_at: datetime | None = None
+    time_limit_s: float = 1800.0  # the sweep calls a running job lost past this + margin
     error: str | None = None
 
     @property

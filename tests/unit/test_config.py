@@ -96,8 +96,3 @@ def test_config_check_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     bad = write(tmp_path, '[projects.web]\nrepo = "r"\nwork_item_prefix = "W"\n')
     assert main(["config", "check", "--projects", str(bad)]) == 1
     assert "field 'plane_project_id' is required" in capsys.readouterr().err
-
-
-def test_placeholder_commands_exit_non_zero(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["scheduler"]) == 2
-    assert "not available" in capsys.readouterr().err

@@ -1,0 +1,321 @@
+"""The reconciler: per project, observe Plane, compare with Redis, replay what was missed.
+
+A pass lists the project's work items newest first (Plane has no server-side state
+filter), stopping at the last pass's watermark minus a margin; every Nth pass is a
+full scan. Items in trigger states that were updated before the grace period and
+whose task has no active job are replayed through `EventProcessor.route` — the same
+handlers as webhooks, so a replay and a late webhook cannot both act. It also
+repairs status drift (Layer B) and sweeps jobs whose runner died. One project's
+failure never stops another, and nothing here raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter as Tally
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from app.config import Settings
+from app.domain.models import JobState, Task, utcnow
+from app.domain.stages import FINISHED_STAGES, Stage
+from app.events import EventProcessor
+from app.pipeline import JobSender, StatusWriter
+from app.plane.client import PlaneClient
+from app.plane.models import WorkItem
+from app.plane.status import STAGE_STATUS_KEY, ProjectStates, StateResolver, Trigger
+from app.projects import Project, Registry
+from app.store import Store
+
+log = logging.getLogger(__name__)
+
+ClientFactory = Callable[[Callable[[str], None]], PlaneClient]
+
+
+@dataclass
+class PassReport:
+    project: str
+    full_scan: bool = False
+    api_calls: int = 0
+    scanned: int = 0
+    replayed: int = 0
+    repaired: int = 0
+    skipped: Tally[str] = field(default_factory=Tally)
+    error: str | None = None
+    ran: bool = True
+
+    def summary(self) -> str:
+        if not self.ran:
+            return f"{self.project}: skipped (a pass is already running)"
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())) or "none"
+        return (
+            f"{self.project}: {'full' if self.full_scan else 'incremental'} scan, "
+            f"{self.scanned} item(s), {self.api_calls} API call(s), "
+            f"{self.replayed} replayed, {self.repaired} status repaired, "
+            f"skipped: {skipped}" + (f", ERROR: {self.error}" if self.error else "")
+        )
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        registry: Registry,
+        plane_factory: ClientFactory,
+        events: EventProcessor,
+        status: StatusWriter,
+        jobs: JobSender,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.plane_factory = plane_factory
+        self.events = events
+        self.status = status
+        self.jobs = jobs
+        self.clock = clock
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    # -- all projects -----------------------------------------------------------------
+    def reconcile_plane_once(self) -> list[PassReport]:
+        """One pass over every project, in this process (the CLI and tests use it)."""
+        reports = [self.reconcile_project(p) for p in self.registry.projects.values()]
+        self.sweep_jobs()
+        return reports
+
+    def due_projects(self) -> list[Project]:
+        """Projects whose next pass is due; marks them scheduled (the fan-out step)."""
+        due = []
+        now = self.clock()
+        for project in self.registry.projects.values():
+            key = self.store.keys.reconcile_state(project.name)
+            state = self.store.r.hgetall(key)
+            if float(state.get("next_due") or 0) > now:
+                continue
+            interval = self.settings.reconcile_interval_s
+            if state.get("webhooks_silent") == "1":
+                interval = max(interval // 4, 15)  # webhooks look lost: look more often
+            self.store.r.hset(key, "next_due", now + interval)
+            due.append(project)
+        return due
+
+    # -- one project ------------------------------------------------------------------
+    def reconcile_project(self, project: Project) -> PassReport:
+        """One guarded pass; never raises (failures are logged, counted and reported)."""
+        report = PassReport(project.name)
+        lock = self.store.r.lock(
+            self.store.keys.reconcile_lock(project.name),
+            timeout=self.settings.reconcile_lock_ttl_s,
+            thread_local=False,
+        )
+        if not lock.acquire(blocking=False):
+            report.ran = False
+            self.store.incr_counter("reconcile_overlaps_skipped")
+            return report
+        try:
+            self._pass(project, report)
+        except Exception as exc:
+            report.error = f"{type(exc).__name__}: {exc}"
+            log.warning("reconcile %s failed: %s", project.name, report.error)
+            self.store.incr_counter(f"reconcile_failures:{project.name}")
+        finally:
+            try:
+                lock.release()
+            except Exception as exc:
+                log.warning("reconcile %s: lock release: %s", project.name, exc)
+            self._record(project, report)
+        return report
+
+    def _pass(self, project: Project, report: PassReport) -> None:
+        def count(name: str) -> None:
+            if name == "plane_calls":
+                report.api_calls += 1
+            self.store.incr_counter(name)
+
+        key = self.store.keys.reconcile_state(project.name)
+        state = self.store.r.hgetall(key)
+        passes = int(state.get("passes") or 0)
+        watermark = state.get("watermark")
+        report.full_scan = not watermark or passes % self.settings.reconcile_full_every == 0
+        margin = max(self.settings.reconcile_margin_s, self.settings.reconcile_grace_s + 60)
+        bound = (
+            None
+            if report.full_scan
+            else (datetime.fromisoformat(watermark or "") - timedelta(seconds=margin))
+        )
+        started = self.now()
+        with self.plane_factory(count) as client:
+            resolver = StateResolver(client, self.store, ttl_s=self.settings.plane_states_ttl_s)
+            states = resolver.resolve(project)
+            items = list(
+                client.iter_work_items(
+                    project.plane_project_id,
+                    per_page=100,
+                    order_by="-updated_at",
+                    updated_after=bound,
+                )
+            )
+        report.scanned = len(items)
+        tasks = {t.plane_issue_id: t for t in self.store.list_tasks() if t.project == project.name}
+        triggers = states.trigger_ids()
+        for item in items:
+            trigger = triggers.get(item.state_id or "")
+            if trigger is not None:
+                self._consider(item, trigger, project, tasks.get(item.id), report)
+        self._repair_drift(states, items, tasks, report)
+        self.store.r.hset(key, mapping={"watermark": started.isoformat(), "passes": passes + 1})
+
+    def _consider(
+        self,
+        item: WorkItem,
+        trigger: Trigger,
+        project: Project,
+        task: Task | None,
+        report: PassReport,
+    ) -> None:
+        if (self.now() - item.updated_at).total_seconds() < self.settings.reconcile_grace_s:
+            report.skipped["within grace"] += 1
+            return
+        if task is not None and self.store.active_job(task) is not None:
+            report.skipped["active job"] += 1
+            return
+        if trigger is Trigger.START:
+            wanted = task is None or task.stage is Stage.BLOCKED
+        elif trigger in (Trigger.APPROVED, Trigger.REJECTED):
+            wanted = task is not None and task.stage is Stage.REVIEW
+        else:
+            wanted = task is not None and task.stage not in FINISHED_STAGES
+        if not wanted:
+            report.skipped["in step"] += 1
+            return
+        decision = self.events.route(item, project, source="reconciler replay")
+        log.info(
+            "reconcile %s: replayed %s (%s): %s", project.name, item.id, trigger.value, decision
+        )
+        report.replayed += 1
+        self.store.incr_counter(f"replays:{project.name}")
+        self.store.r.hset(
+            self.store.keys.reconcile_state(project.name), "last_replay_at", self.now().isoformat()
+        )
+
+    def _repair_drift(
+        self,
+        states: ProjectStates,
+        items: list[WorkItem],
+        tasks: dict[str, Task],
+        report: PassReport,
+    ) -> None:
+        seen = {item.id: item for item in items}
+        triggers = states.trigger_ids()
+        for issue_id, task in tasks.items():
+            if task.stage in FINISHED_STAGES:
+                continue
+            item = seen.get(issue_id)
+            drifted = not task.status_sync_ok
+            if item is not None and not drifted:
+                young = (
+                    self.now() - item.updated_at
+                ).total_seconds() < self.settings.reconcile_grace_s
+                expected = states.resolve(STAGE_STATUS_KEY[task.stage])
+                drifted = (
+                    expected is not None
+                    and item.state_id != expected
+                    and not young
+                    and (item.state_id or "") not in triggers
+                )
+            if drifted and self.status.set_issue_stage_state(task):
+                report.repaired += 1
+                self.store.incr_counter("status_repaired")
+
+    def _record(self, project: Project, report: PassReport) -> None:
+        key = self.store.keys.reconcile_state(project.name)
+        try:
+            self.store.incr_counter("reconcile_passes")
+            self.store.r.hset(
+                key,
+                mapping={
+                    "last_pass_at": self.now().isoformat(),
+                    "last_api_calls": report.api_calls,
+                    "last_replayed": report.replayed,
+                    "last_error": report.error or "",
+                },
+            )
+            self._check_webhooks(project, report)
+        except Exception as exc:
+            log.warning("reconcile %s: recording the pass failed: %s", project.name, exc)
+
+    def _check_webhooks(self, project: Project, report: PassReport) -> None:
+        """The webhook-loss meter: replays with no recent webhook mean deliveries stopped."""
+        key = self.store.keys.reconcile_state(project.name)
+        last = self.store.r.hget(self.store.keys.webhooks_last, project.name)
+        silent_for = (
+            (self.now() - datetime.fromisoformat(last)).total_seconds() if last else float("inf")
+        )
+        silent = report.replayed > 0 and silent_for > self.settings.webhook_silence_s
+        if silent:
+            log.warning(
+                "project %s: %d transition(s) replayed but no webhook for %s; its "
+                "Plane webhook may be disabled (Plane disables one after 6 failed "
+                "deliveries). Reconciling it more often until webhooks return.",
+                project.name,
+                report.replayed,
+                "ever" if last is None else f"{silent_for:.0f}s",
+            )
+            self.store.r.hset(key, "webhooks_silent", "1")
+        elif silent_for <= self.settings.webhook_silence_s:
+            self.store.r.hset(key, "webhooks_silent", "0")
+
+    # -- stuck jobs ---------------------------------------------------------------------
+    def sweep_jobs(self) -> int:
+        """Lost running jobs are re-enqueued (then blocked); unstarted ones re-sent."""
+        acted = 0
+        now = utcnow()
+        for job in self.store.active_jobs():
+            try:
+                if job.state is JobState.RUNNING:
+                    last = job.heartbeat_at or job.started_at or job.created_at
+                    limit = job.time_limit_s + self.settings.job_lost_margin_s
+                    if (now - last).total_seconds() > limit:
+                        self._lost(job.id)
+                        acted += 1
+                elif job.state is JobState.QUEUED:
+                    last = job.enqueued_at or job.created_at
+                    if (now - last).total_seconds() > self.settings.job_resend_after_s:
+                        self.store.update_job(job.id, enqueued_at=now)
+                        self.jobs.send_job(job.id)
+                        self.store.record(
+                            job.task_id, "job", f"job {job.id} not started: message sent again"
+                        )
+                        acted += 1
+            except Exception as exc:
+                log.warning("job sweep: job %s: %s", job.id, exc)
+        return acted
+
+    def _lost(self, job_id: str) -> None:
+        job = self.store.finish_job(job_id, "lost", state=JobState.LOST, error="heartbeat stopped")
+        self.store.incr_counter("jobs_lost")
+        task = self.store.get_task(job.task_id)
+        if task is None or task.stage in FINISHED_STAGES or task.stage is Stage.BLOCKED:
+            return
+        if job.attempt >= self.settings.job_max_attempts:
+            reason = f"job for {job.stage.value} lost {job.attempt} time(s) (worker died)"
+            task = self.store.move_task(
+                task.id, Stage.BLOCKED, reason, failed_stage=job.stage, blocked_reason=reason
+            )
+            self.status.set_issue_stage_state(task)
+            return
+        new = self.store.create_job(
+            task.id, job.stage, attempt=job.attempt + 1, time_limit_s=job.time_limit_s
+        )
+        if new is not None:
+            self.store.record(
+                task.id, "job", f"job {job.id} lost (no heartbeat); retrying as job {new.id}"
+            )
+            self.jobs.send_job(new.id)

@@ -1,0 +1,326 @@
+"""The reconciler against the sandbox Plane over real HTTP, with a fake Redis."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+
+from actors.scheduler import Scheduler
+from app.domain.models import JobState
+from app.domain.stages import Stage
+from app.queue import Dispatcher, make_redis_broker
+from app.sandbox.plane_runner import SandboxPlaneRunner
+from app.sandbox.plane_world import CLASSIC_STATES, Item
+from app.services import Services
+from tests.helpers import demo_project, first_item, move, registry, settings
+
+
+@pytest.fixture
+def services(
+    tmp_path: Path,
+    sandbox_plane: SandboxPlaneRunner,
+    fake_redis: Any,
+    fake_server: fakeredis.FakeServer,
+) -> Iterator[Services]:
+    broker = make_redis_broker(client=fakeredis.FakeRedis(server=fake_server))
+    world = sandbox_plane.sandbox.world
+    human = world.user_for_key(sandbox_plane.sandbox.human_key or "")
+    other = world.add_project(
+        "OLD",
+        "Old",
+        human,
+        states=(*CLASSIC_STATES, ("Approved", "started", "#0f0"), ("Rejected", "started", "#f00")),
+    )
+    world.create_item(other, {"name": "old item"}, human)
+    reg = registry(
+        old={"plane_project_id": other.id, "repo": "old-repo", "work_item_prefix": "OLD"}
+    )
+    svc = Services(
+        settings(tmp_path, plane_url=sandbox_plane.base_url),
+        redis=fake_redis,
+        registry_override=reg,
+        broker=broker,
+    )
+    yield svc
+    svc.close()
+    broker.close()
+
+
+def moved(runner: SandboxPlaneRunner, item: Item, state: str, *, age_s: float = 130) -> None:
+    """A human moved the card `age_s` ago (just past the 120 s grace); the webhook was lost."""
+    move(runner, item, state)
+    runner.sandbox.world.backdate(demo_project(runner).id, item.id, age_s)
+
+
+def report_for(services: Services, name: str = "demo") -> Any:
+    return services.reconciler.reconcile_project(services.registry.projects[name])
+
+
+def task_of(services: Services, item: Item) -> Any:
+    return services.store.get_task_by_issue(item.id)
+
+
+def test_in_progress_item_without_task_is_started_once(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item = first_item(sandbox_plane)
+    moved(sandbox_plane, item, "In Progress")
+    first = report_for(services)
+    assert first.replayed == 1 and first.error is None
+    task = task_of(services, item)
+    assert task is not None and task.stage is Stage.ANALYSIS
+    second = report_for(services)
+    assert second.replayed == 0
+    assert len(services.store.list_tasks()) == 1
+    assert services.store.counters()["replays:demo"] == 1
+
+
+def test_distinct_to_analyse_is_polled_and_routed_to_start(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item = first_item(sandbox_plane)
+    moved(sandbox_plane, item, "To Analyse")
+    assert report_for(services).replayed == 1
+    assert task_of(services, item) is not None
+
+
+def put_in_review(services: Services, runner: SandboxPlaneRunner, item: Item) -> str:
+    moved(runner, item, "To Analyse")
+    report_for(services)
+    task = task_of(services, item)
+    services.store.finish_job(task.active_job_id, "success")
+    services.store.move_task(task.id, Stage.REVIEW, "test")
+    return str(task.id)
+
+
+@pytest.mark.parametrize(
+    ("state", "stage"), [("Approved", Stage.MERGE), ("Rejected", Stage.DEVELOPMENT)]
+)
+def test_verdict_is_replayed_for_a_task_in_review(
+    services: Services, sandbox_plane: SandboxPlaneRunner, state: str, stage: Stage
+) -> None:
+    item = first_item(sandbox_plane)
+    task_id = put_in_review(services, sandbox_plane, item)
+    moved(sandbox_plane, item, state)
+    assert report_for(services).replayed == 1
+    task = services.store.get_task(task_id)
+    assert task is not None and task.stage is stage
+
+
+def test_active_job_means_skip(services: Services, sandbox_plane: SandboxPlaneRunner) -> None:
+    item = first_item(sandbox_plane)
+    task_id = put_in_review(services, sandbox_plane, item)
+    services.store.create_job(task_id, Stage.REVIEW)
+    moved(sandbox_plane, item, "Approved")
+    report = report_for(services)
+    assert report.replayed == 0 and report.skipped["active job"] == 1
+
+
+def test_within_grace_means_skip(services: Services, sandbox_plane: SandboxPlaneRunner) -> None:
+    item = first_item(sandbox_plane)
+    moved(sandbox_plane, item, "To Analyse", age_s=5)
+    report = report_for(services)
+    assert report.replayed == 0 and report.skipped["within grace"] == 1
+    assert task_of(services, item) is None
+
+
+def test_every_project_is_polled_with_its_own_states(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    world = sandbox_plane.sandbox.world
+    old = services.registry.projects["old"]
+    old_item = next(iter(world.projects[old.plane_project_id].items.values()))
+    with sandbox_plane.sandbox.lock:
+        world.move(
+            old.plane_project_id, old_item.id, "In Progress", sandbox_plane.sandbox.human_key or ""
+        )
+        world.backdate(old.plane_project_id, old_item.id, 600)
+    item = first_item(sandbox_plane)
+    moved(sandbox_plane, item, "To Analyse")
+    reports = services.reconciler.reconcile_plane_once()
+    assert {r.project: r.replayed for r in reports} == {"demo": 1, "orch": 0, "old": 1}
+    assert task_of(services, old_item).work_item_id.startswith("OLD-")
+    # "orch" is not in the sandbox: Plane answers 403, reported, others unaffected
+    assert next(r for r in reports if r.project == "orch").error is not None
+    for name in ("demo", "old"):
+        assert services.store.r.hget(services.store.keys.plane_states(name), "in_progress")
+    demo_ip = services.store.r.hget(services.store.keys.plane_states("demo"), "in_progress")
+    old_ip = services.store.r.hget(services.store.keys.plane_states("old"), "in_progress")
+    assert demo_ip != old_ip
+
+
+def test_pagination_finds_a_trigger_on_the_last_page(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    world = sandbox_plane.sandbox.world
+    project = demo_project(sandbox_plane)
+    human = world.user_for_key(sandbox_plane.sandbox.human_key or "")
+    with sandbox_plane.sandbox.lock:
+        target = world.create_item(
+            project, {"name": "deep", "state": project.state_by_name("To Analyse").id}, human
+        )
+        world.backdate(project.id, target.id, 3000)  # oldest update: last page
+        for n in range(250):
+            world.create_item(project, {"name": f"filler {n}"}, human)
+    report = report_for(services)
+    assert report.full_scan and report.scanned == 254 and report.replayed == 1
+    assert report.api_calls == 1 + 3  # states + three pages of 100
+
+
+def test_incremental_pass_of_an_idle_project_costs_one_call(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    project = demo_project(sandbox_plane)
+    for item_id in project.items:
+        sandbox_plane.sandbox.world.backdate(project.id, item_id, 3600)
+    first = report_for(services)
+    assert first.full_scan
+    second = report_for(services)
+    assert not second.full_scan and second.api_calls == 1 and second.scanned == 0
+
+
+def test_plane_down_for_one_project_does_not_stop_another(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item = first_item(sandbox_plane)
+    moved(sandbox_plane, item, "To Analyse")
+    old = services.registry.projects["old"]
+    sandbox_plane.sandbox.faults[old.plane_project_id] = "500"
+    reports = {r.project: r for r in services.reconciler.reconcile_plane_once()}
+    assert reports["old"].error is not None and "500" in reports["old"].error
+    assert reports["demo"].replayed == 1
+    assert services.store.counters()["reconcile_failures:old"] == 1
+
+
+def test_overlapping_pass_is_skipped_not_stacked(services: Services) -> None:
+    lock = services.store.r.lock(services.store.keys.reconcile_lock("demo"), timeout=30)
+    assert lock.acquire(blocking=False)
+    report = report_for(services)
+    assert report.ran is False
+    lock.release()
+
+
+def test_drift_is_repaired(services: Services, sandbox_plane: SandboxPlaneRunner) -> None:
+    item = first_item(sandbox_plane)
+    moved(sandbox_plane, item, "To Analyse")
+    report_for(services)
+    task = task_of(services, item)
+    services.store.finish_job(task.active_job_id, "success")
+    services.store.move_task(task.id, Stage.DEVELOPMENT, "test")  # status write "lost"
+    sandbox_plane.sandbox.world.backdate(demo_project(sandbox_plane).id, item.id, 600)
+    services.store.r.hset(services.store.keys.reconcile_state("demo"), "passes", 10)  # full
+    report = report_for(services)
+    assert report.repaired == 1
+    assert sandbox_plane.sandbox.world.state_history(item.id)[-1] == "In Progress"
+    assert services.store.counters()["status_repaired"] == 1
+
+
+def test_failed_status_write_is_retried(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item = first_item(sandbox_plane)
+    moved(sandbox_plane, item, "To Analyse")
+    report_for(services)
+    task = task_of(services, item)
+    services.store.update_task(task.id, status_sync_ok=False)
+    assert report_for(services).repaired == 1
+    assert task_of(services, item).status_sync_ok is True
+
+
+def running_job(services: Services, sandbox_plane: SandboxPlaneRunner, attempt: int) -> Any:
+    item = first_item(sandbox_plane)
+    moved(sandbox_plane, item, "To Analyse")
+    report_for(services)
+    task = task_of(services, item)
+    services.store.finish_job(task.active_job_id, "success")
+    job = services.store.create_job(task.id, Stage.DEVELOPMENT, attempt=attempt, time_limit_s=60)
+    old = datetime.now(UTC) - timedelta(seconds=60 + services.settings.job_lost_margin_s + 5)
+    services.store.update_job(job.id, state=JobState.RUNNING, started_at=old, heartbeat_at=old)
+    return task, job
+
+
+def test_stuck_running_job_is_marked_lost_and_retried(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    task, job = running_job(services, sandbox_plane, attempt=1)
+    before = services.store.r.llen("dramatiq:jobs")
+    assert services.reconciler.sweep_jobs() == 1
+    assert services.store.get_job(job.id).state is JobState.LOST
+    retry = services.store.active_job(services.store.get_task(task.id))
+    assert retry is not None and retry.attempt == 2 and retry.stage is Stage.DEVELOPMENT
+    assert services.store.r.llen("dramatiq:jobs") == before + 1
+
+
+def test_job_lost_too_often_blocks_the_task(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    task, _ = running_job(services, sandbox_plane, attempt=3)
+    services.reconciler.sweep_jobs()
+    task = services.store.get_task(task.id)
+    assert task.stage is Stage.BLOCKED and task.failed_stage is Stage.DEVELOPMENT
+    assert "lost 3 time(s)" in (task.blocked_reason or "")
+
+
+def test_queued_job_never_started_is_sent_again(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item = first_item(sandbox_plane)
+    moved(sandbox_plane, item, "To Analyse")
+    report_for(services)
+    job_id = task_of(services, item).active_job_id
+    old = datetime.now(UTC) - timedelta(seconds=services.settings.job_resend_after_s + 5)
+    services.store.update_job(job_id, created_at=old)
+    before = services.store.r.llen("dramatiq:jobs")
+    assert services.reconciler.sweep_jobs() == 1
+    assert services.store.r.llen("dramatiq:jobs") == before + 1
+    assert services.reconciler.sweep_jobs() == 0  # not again before the delay
+
+
+def test_replays_without_webhooks_warn_and_shorten_the_interval(
+    services: Services, sandbox_plane: SandboxPlaneRunner, caplog: pytest.LogCaptureFixture
+) -> None:
+    item = first_item(sandbox_plane)
+    moved(sandbox_plane, item, "To Analyse")
+    with caplog.at_level(logging.WARNING):
+        report_for(services)
+    assert "webhook may be disabled" in caplog.text
+    key = services.store.keys.reconcile_state("demo")
+    assert services.store.r.hget(key, "webhooks_silent") == "1"
+    reconciler = services.reconciler
+    assert "demo" in [p.name for p in reconciler.due_projects()]
+    next_due = float(services.store.r.hget(key, "next_due"))
+    assert next_due - reconciler.clock() <= services.settings.reconcile_interval_s // 4 + 1
+    # webhooks come back: the meter clears
+    services.store.r.hset(services.store.keys.webhooks_last, "demo", datetime.now(UTC).isoformat())
+    report_for(services)
+    assert services.store.r.hget(key, "webhooks_silent") == "0"
+
+
+def test_due_projects_offers_each_project_once_per_interval(services: Services) -> None:
+    reconciler = services.reconciler
+    assert {p.name for p in reconciler.due_projects()} == {"demo", "orch", "old"}
+    assert reconciler.due_projects() == []
+
+
+def test_one_of_two_schedulers_leads(
+    services: Services, fake_server: fakeredis.FakeServer, fake_redis: Any
+) -> None:
+    broker = make_redis_broker(client=fakeredis.FakeRedis(server=fake_server))
+    a = Scheduler(services.settings, fake_redis, Dispatcher(broker), tick_s=1, name="a")
+    b = Scheduler(services.settings, fake_redis, Dispatcher(broker), tick_s=1, name="b")
+    for _ in range(5):
+        a.tick()
+        b.tick()
+    assert (a.ticks_enqueued, b.ticks_enqueued) == (5, 0)
+    assert fake_redis.llen("dramatiq:reconcile") == 5
+    # the leader dies: its lock expires, the standby takes over
+    fake_redis.delete(services.settings.keys.scheduler_lock)
+    assert b.tick() is True and b.leader
+    assert a.tick() is False and not a.leader
+    broker.close()
