@@ -26,13 +26,18 @@ def process_event(payload: dict[str, Any]) -> None:
 
 
 def process_forge_event(payload: dict[str, Any]) -> None:
-    """A Gitea event: recorded by the receiver; merge re-evaluation lands with the stage
-    engine, until then the reconciler's periodic check covers it."""
+    """A Gitea pull_request/status event: re-evaluate the project's waiting merges now
+    (the reconciler's periodic look is only the fallback)."""
+    runner = runtime.services().job_runner
+    count = runner.reevaluate_merge(
+        str(payload.get("project")), list(payload.get("branches") or [])
+    )
     log.info(
-        "forge event %s (%s on %s) recorded",
+        "forge event %s (%s on %s): %d merge(s) re-evaluated",
         payload.get("event_id"),
         payload.get("event"),
         payload.get("repo"),
+        count,
     )
 
 

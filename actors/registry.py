@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dramatiq
 
-from actors import events, reconcile
+from actors import events, jobs, reconcile
 
 
 def register_all(broker: dramatiq.Broker) -> None:
     events.register(broker)
+    jobs.register(broker)
     reconcile.register(broker)

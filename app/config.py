@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     scheduler_tick_s: float = 15.0  # how often the leader offers due passes
     webhook_silence_s: int = 600  # replays but no webhook this long: webhook likely disabled
     job_lost_margin_s: float = 120.0
+    max_jobs: int = 8  # running jobs in total
+    max_jobs_per_project: int = 4
+    max_jobs_per_repo: int = 2
+    cap_wait_s: float = 5.0  # a job without a free slot is looked at again after this
+    job_retry_base_s: float = 5.0  # backoff base for agent retries (75 / failures)
+    agent_output_tail_kib: int = 64
     job_max_attempts: int = 3  # a job lost this many times blocks its task
     job_resend_after_s: float = 300.0  # a queued job not started this long is sent again
 

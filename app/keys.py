@@ -73,6 +73,14 @@ class Keys:
         """Lock held only inside create_task_atomic (separate from the issue lock)."""
         return f"{self.prefix}lock:create:{plane_issue_id}"
 
+    def deploy_lock(self, repo: str) -> str:
+        """One deploying task per repo: held from awaiting_deploy to the end of monitoring."""
+        return f"{self.prefix}lock:deploy:{repo}"
+
+    def slots(self, scope: str) -> str:
+        """Sorted set: running jobs in a concurrency scope (global, project:x, repo:y)."""
+        return f"{self.prefix}slots:{scope}"
+
     @property
     def scheduler_lock(self) -> str:
         return f"{self.prefix}lock:scheduler"

@@ -40,6 +40,14 @@ class AgentCommand(_Strict):
     max_attempts: int = Field(default=3, ge=1)
 
 
+class Budget(_Strict):
+    """Lifetime limits of one work item, across re-triggers and restarts (0 = no limit)."""
+
+    attempts: int = Field(default=30, ge=0)
+    agent_seconds: float = Field(default=4 * 3600, ge=0)
+    tokens: int = Field(default=0, ge=0)
+
+
 class Gate(_Strict):
     name: str = Field(min_length=1)
     argv: list[str] = Field(min_length=1)
@@ -63,6 +71,8 @@ class Project(_Strict):
     health_interval_s: float = Field(default=5, gt=0)
     health_failure_threshold: int = Field(default=3, ge=1)
     max_rework: int = Field(default=3, ge=0)
+    budget: Budget = Field(default_factory=Budget)
+    merge_wait_s: float = Field(default=1800, gt=0)  # how long merge waits for CI
     states: dict[str, str] = Field(default_factory=dict)  # logical key -> Plane state name
     webhook_secret: SecretStr | None = None  # overrides ORCH_PLANE_WEBHOOK_SECRET
     self_hosting: bool = False

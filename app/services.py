@@ -11,13 +11,19 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from app.caps import Caps
 from app.config import Settings, load_registry
+from app.domain.errors import ConfigError
 from app.events import EventProcessor, own_user_id
+from app.forge.base import Forge
+from app.forge.gitea import GiteaForge
+from app.forge.gitremote import GitRemoteForge
+from app.jobs import JobRunner
 from app.pipeline import Pipeline
 from app.plane.client import PlaneClient
 from app.plane.ratelimit import RateBudget
 from app.plane.status import StateResolver, StatusSync
-from app.projects import Registry
+from app.projects import Project, Registry
 from app.queue import Dispatcher, make_redis_broker
 from app.reconciler import Reconciler
 from app.store import Redis, Store, connect
@@ -107,6 +113,44 @@ class Services:
             self.events,
             self.status,
             self.dispatcher,
+        )
+
+    @cached_property
+    def caps(self) -> Caps:
+        s = self.settings
+        return Caps(
+            self.client,
+            s.keys,
+            total=s.max_jobs,
+            per_project=s.max_jobs_per_project,
+            per_repo=s.max_jobs_per_repo,
+        )
+
+    def forge_for(self, project: Project) -> Forge:
+        if project.forge == "gitea":
+            if not self.settings.gitea_base_url or not project.gitea_repo:
+                raise ConfigError(
+                    f"project {project.name!r}: forge 'gitea' needs "
+                    "ORCH_GITEA_BASE_URL and gitea_repo"
+                )
+            return GiteaForge(
+                self.settings.gitea_base_url,
+                self.settings.gitea_token.get_secret_value(),
+                project.gitea_repo,
+            )
+        return GitRemoteForge()
+
+    @cached_property
+    def job_runner(self) -> JobRunner:
+        return JobRunner(
+            self.settings,
+            self.store,
+            self.registry,
+            self.plane,
+            self.status,
+            self.dispatcher,
+            self.caps,
+            self.forge_for,
         )
 
     def close(self) -> None:

@@ -184,6 +184,7 @@ async def gitea_webhook(request: web.Request) -> web.Response:
         "project": project.name if project else None,
         "event": event,
         "repo": repo["full_name"],
+        "branches": gitea_branches(raw),
     }
     entry = _entry(
         "gitea",
@@ -199,6 +200,20 @@ async def gitea_webhook(request: web.Request) -> web.Response:
         payload=payload,
     )
     return await _store(request, entry)
+
+
+def gitea_branches(raw: dict[str, Any]) -> list[str]:
+    """The branches a Gitea event is about (a pull request's head, or a status's branches)."""
+    pull = raw.get("pull_request")
+    if isinstance(pull, dict) and isinstance(pull.get("head"), dict):
+        ref = pull["head"].get("ref")
+        return [ref] if isinstance(ref, str) else []
+    branches = raw.get("branches")
+    if isinstance(branches, list):
+        return [
+            b["name"] for b in branches if isinstance(b, dict) and isinstance(b.get("name"), str)
+        ]
+    return []
 
 
 async def healthz(request: web.Request) -> web.Response:

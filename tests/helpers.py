@@ -117,3 +117,75 @@ def move(runner: SandboxPlaneRunner, item: Item, state: str) -> None:
 
 def first_item(runner: SandboxPlaneRunner) -> Item:
     return next(iter(demo_project(runner).items.values()))
+
+
+class ServedApp:
+    """An aiohttp app on a real loopback port, served from a thread (for webhooks in)."""
+
+    def __init__(self, app: Any) -> None:
+        import asyncio
+        import threading
+
+        from aiohttp import web
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._runner = web.AppRunner(app, access_log=None)
+
+        async def start() -> int:
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            await site.start()
+            return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+
+        self.port = asyncio.run_coroutine_threadsafe(start(), self._loop).result(30)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def make_remote(path: Path) -> Path:
+    """A bare git repo with one commit on main: the project's 'forge'."""
+    import subprocess
+
+    remote = path / "remote.git"
+    seed = path / "seed"
+    subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(remote)], check=True)
+    subprocess.run(["git", "init", "--quiet", "-b", "main", str(seed)], check=True)
+    (seed / "README.md").write_text("# demo\n")
+    ident = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", *ident, "-C", str(seed), "add", "-A"], check=True)
+    subprocess.run(["git", *ident, "-C", str(seed), "commit", "--quiet", "-m", "init"],
+                   check=True)
+    subprocess.run(["git", "-C", str(seed), "push", "--quiet", str(remote), "main"], check=True)
+    return remote
+
+
+def pipeline_project(remote: Path, health_url: str, **overrides: Any) -> dict[str, Any]:
+    """Registry entry of the DEMO project wired to the sample agents and gate."""
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    agents = REPO_ROOT / "examples" / "agents"
+    project: dict[str, Any] = {
+        "plane_project_id": DEMO_PROJECT_ID, "repo": str(remote), "work_item_prefix": "DEMO",
+        "forge": "git", "default_branch": "main", "max_rework": 2,
+        "agents": {role: {"argv": [sys.executable, str(agents / f"{script}.py")],
+                          "time_limit_s": 60, "max_attempts": 2}
+                   for role, script in (("analyst", "analyst"), ("developer", "developer"),
+                                        ("reviewer", "reviewer"))},
+        "gates": [{"name": "flag", "argv": [sys.executable, str(REPO_ROOT / "examples" /
+                                                                "gates" / "check_flag.py")],
+                   "timeout_s": 60}],
+        "deploy": [sys.executable, "-c", "print('deployed')"],
+        "health_url": health_url, "health_window_s": 1.0, "health_interval_s": 0.3,
+    }
+    project.update(overrides)
+    return project

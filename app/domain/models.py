@@ -75,6 +75,17 @@ class Task(_Record):
     status_sync_ok: bool = True
     feedback: str | None = None  # rework feedback for the developer (gates, reviewers)
     review_started_at: datetime | None = None
+    pr_url: str | None = None
+    pr_number: int | None = None
+    gates_passed_sha: str | None = None  # head the quality gates last passed on
+    merged_sha: str | None = None
+    merge_waiting_since: datetime | None = None
+    deploy_started_at: datetime | None = None
+    monitor_started_at: datetime | None = None
+    # lifetime budget use (survives re-triggers and restarts)
+    attempts_used: int = 0
+    agent_seconds: float = 0.0
+    tokens_used: int = 0
 
 
 class Job(_Record):
@@ -91,6 +102,10 @@ class Job(_Record):
     heartbeat_at: datetime | None = None
     time_limit_s: float = 1800.0  # the sweep calls a running job lost past this + margin
     error: str | None = None
+    agent_result: str | None = None  # JSON, recorded the moment the agent exits
+    agent_pgid: int | None = None
+    agent_host: str | None = None
+    gates: str | None = None  # JSON list of gate results
 
     @property
     def is_active(self) -> bool:

@@ -1,0 +1,136 @@
+"""Agent and gate processes: argv only, own process group, time limit, bounded output.
+
+A command runs with cwd = the task's worktree and the PF_* environment (DESIGN 7.5).
+On time-out or cancellation the whole process group gets SIGTERM, then SIGKILL. The
+last `tail_bytes` of combined stdout/stderr are kept; a JSON line
+`{"planeflow": {"tokens": N}}` on stdout reports tokens used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_REWORK = 2
+EXIT_TEMPORARY = 75
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    exit_code: int | None  # None when killed for time-out or cancellation
+    timed_out: bool
+    cancelled: bool
+    output: str  # the tail
+    duration_s: float
+    tokens: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == EXIT_OK
+
+    def describe(self) -> str:
+        if self.cancelled:
+            return "cancelled"
+        if self.timed_out:
+            return f"timed out after {self.duration_s:.0f}s"
+        return f"exit {self.exit_code} after {self.duration_s:.1f}s"
+
+
+def agent_env(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """The worker's environment without planeflow's own settings (secrets), plus PF_*."""
+    env = {k: v for k, v in base.items() if not k.startswith("ORCH_")}
+    env.update(extra)
+    return env
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout_s: float,
+    tail_bytes: int = 64 * 1024,
+    should_stop: Callable[[], bool] | None = None,
+    kill_grace_s: float = 5.0,
+    on_start: Callable[[int], None] | None = None,
+) -> ProcessResult:
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:  # not found, not executable: a failure like any other
+        return ProcessResult(127, False, False, f"cannot start {argv[0]!r}: {exc}", 0.0)
+    if on_start is not None:
+        on_start(proc.pid)
+    chunks: deque[bytes] = deque()
+    size = [0]
+    tokens = [0]
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for line in iter(proc.stdout.readline, b""):
+            _count_tokens(line, tokens)
+            chunks.append(line)
+            size[0] += len(line)
+            while size[0] > tail_bytes and len(chunks) > 1:
+                size[0] -= len(chunks.popleft())
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    timed_out = cancelled = False
+    while True:
+        try:
+            proc.wait(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() - started > timeout_s:
+                timed_out = True
+            elif should_stop is not None and should_stop():
+                cancelled = True
+            else:
+                continue
+            _kill_group(proc, kill_grace_s)
+            break
+    thread.join(timeout=5)
+    output = b"".join(chunks)[-tail_bytes:].decode("utf-8", errors="replace")
+    code = None if (timed_out or cancelled) else proc.returncode
+    return ProcessResult(code, timed_out, cancelled, output, time.monotonic() - started, tokens[0])
+
+
+def _kill_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _count_tokens(line: bytes, tokens: list[int]) -> None:
+    if b'"planeflow"' not in line:
+        return
+    try:
+        data = json.loads(line)
+        tokens[0] += int(data["planeflow"]["tokens"])
+    except (ValueError, KeyError, TypeError):
+        pass

@@ -1,0 +1,1 @@
+"""Git forges: where branches become pull requests and get merged."""

@@ -1,0 +1,351 @@
+"""Running one job: the life cycle around the stage work, and the transition after it.
+
+`JobRunner.run(job_id)` is what the `run_job` actor calls. A job that already has an
+outcome is never run again (Dramatiq delivers at least once); a job for a cancelled
+task is not started, and a running one is stopped when the task is cancelled. The
+runner takes a concurrency slot, beats a heartbeat, lets `StageWork` do the stage,
+then asks the stage machine for the next stage and queues that stage's job.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app import logs
+from app.caps import Caps, Slot, budget_exhausted
+from app.config import Settings
+from app.domain.models import Job, JobState, Task, utcnow
+from app.domain.stages import TERMINAL_STAGES, Outcome, Stage, next_stage
+from app.forge.base import Forge
+from app.pipeline import JobSender, StatusWriter
+from app.plane.client import PlaneClient
+from app.projects import Project, Registry
+from app.stagework import ROLE_OF_STAGE, Context, StageResult, StageWork
+from app.store import Store
+
+log = logging.getLogger(__name__)
+
+_RELEASE_IF_HOLDER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass
+class JobRunner:
+    settings: Settings
+    store: Store
+    registry: Registry
+    plane: PlaneClient
+    status: StatusWriter
+    jobs: JobSender
+    caps: Caps
+    forge_for: Callable[[Project], Forge]
+    heartbeat_s: float = 5.0
+
+    def run(self, job_id: str) -> str:
+        job = self.store.get_job(job_id)
+        if job is None:
+            return "ignored: no such job"
+        if not job.is_active:
+            return f"ignored: job {job.id} already {job.state.value} ({job.outcome})"
+        task = self.store.get_task(job.task_id)
+        if task is None:
+            self.store.finish_job(job.id, "orphan", state=JobState.CANCELLED)
+            return "ignored: task gone"
+        with logs.bind(
+            task_id=task.id,
+            work_item=task.work_item_id,
+            stage=task.stage.value,
+            project=task.project,
+        ):
+            return self._run(task, job)
+
+    def _run(self, task: Task, job: Job) -> str:
+        if task.stage is Stage.CANCELLED:
+            self.store.finish_job(job.id, "cancelled", state=JobState.CANCELLED)
+            return "not started: task cancelled"
+        if task.active_job_id != job.id or task.stage is not job.stage:
+            self.store.finish_job(job.id, "superseded", state=JobState.CANCELLED)
+            self.store.record(task.id, "job", f"job {job.id} superseded; not run")
+            return "superseded"
+        project = self.registry.get(task.project)
+        if project is None:
+            return self._block(task, job, f"project {task.project!r} is not in the registry")
+        exhausted = budget_exhausted(task, project)
+        if exhausted:
+            return self._block(task, job, exhausted)
+        slot, full = self.caps.take(job.id, project)
+        if slot is None:
+            self._wait(task, job, f"waiting for a slot: {full}", self.settings.cap_wait_s)
+            return "waiting for a slot"
+        try:
+            return self._run_in_slot(task, job, project, slot)
+        finally:
+            self.caps.release(slot)
+
+    def _time_limit(self, stage: Stage, project: Project) -> float:
+        role = ROLE_OF_STAGE.get(stage)
+        command = project.agents.get(role) if role else None  # type: ignore[call-overload]
+        if command is not None:
+            return float(command.time_limit_s)
+        if stage is Stage.QUALITY_GATE:
+            return sum(g.timeout_s for g in project.gates) or 600.0
+        if stage is Stage.DEPLOYING:
+            return project.deploy_timeout_s
+        if stage is Stage.MONITORING:
+            return project.health_window_s + 60
+        return 600.0
+
+    def _run_in_slot(self, task: Task, job: Job, project: Project, slot: Slot) -> str:
+        now = utcnow()
+        job = self.store.update_job(
+            job.id,
+            state=JobState.RUNNING,
+            heartbeat_at=now,
+            started_at=job.started_at or now,
+            time_limit_s=self._time_limit(task.stage, project),
+        )
+        stop = threading.Event()
+        beat = threading.Thread(
+            target=self._beat,
+            args=(task.id, job.id, slot, stop),
+            daemon=True,
+            name=f"heartbeat-{job.id}",
+        )
+        beat.start()
+        ctx = Context(
+            self.settings,
+            self.store,
+            self.plane,
+            self.forge_for,
+            should_stop=lambda: stop.is_set() and self._cancelled(task.id, job.id),
+        )
+        try:
+            result = StageWork(ctx).run(task, job, project)
+        except Exception as exc:
+            log.exception("stage %s of task %s failed", task.stage.value, task.id)
+            result = StageResult(
+                Outcome.FAILURE,
+                f"{task.stage.value} failed: {type(exc).__name__}: {exc}",
+                retry=True,
+            )
+        finally:
+            stop.set()
+            beat.join(timeout=10)
+        return self._apply(task, job, project, result)
+
+    def _beat(self, task_id: str, job_id: str, slot: Slot, stop: threading.Event) -> None:
+        while not stop.wait(self.heartbeat_s):
+            try:
+                self.store.update_job(job_id, heartbeat_at=utcnow())
+                self.caps.beat(slot)
+                if self._cancelled(task_id, job_id):
+                    stop.set()  # the agent is killed by run_process's should_stop
+            except Exception as exc:
+                log.warning("heartbeat of job %s failed: %s", job_id, exc)
+
+    def _cancelled(self, task_id: str, job_id: str) -> bool:
+        task = self.store.get_task(task_id)
+        job = self.store.get_job(job_id)
+        return (
+            task is None
+            or task.stage is Stage.CANCELLED
+            or (job is not None and job.state is JobState.CANCELLED)
+        )
+
+    # -- after the stage work -----------------------------------------------------------
+    def _apply(self, task: Task, job: Job, project: Project, result: StageResult) -> str:
+        """Record the result under the work item's lock; talk to Plane after releasing it.
+
+        The lock serialises this with the handlers (a cancel or a verdict arriving while
+        the job ran), and the task is re-read inside it, so a cancelled task is never
+        moved on by a job that was still running.
+        """
+        after: list[Callable[[], object]] = []
+        with self.store.issue_lock(task.plane_issue_id):
+            fresh = self.store.get_task(task.id)
+            current = self.store.get_job(job.id)
+            if (
+                fresh is None
+                or fresh.stage is Stage.CANCELLED
+                or current is None
+                or not current.is_active
+                or fresh.active_job_id != job.id
+            ):
+                if current is not None and current.is_active:
+                    self.store.finish_job(job.id, "cancelled", state=JobState.CANCELLED)
+                self.release_deploy_slot(project, task.id)
+                return "stopped: task cancelled or job superseded while running"
+            decision = self._decide(fresh, job, project, result, after)
+        for action in after:
+            try:
+                action()
+            except Exception as exc:  # outbound calls never crash the pipeline
+                log.warning("task %s: follow-up after %s failed: %s", task.id, decision, exc)
+        return decision
+
+    def _decide(
+        self,
+        task: Task,
+        job: Job,
+        project: Project,
+        result: StageResult,
+        after: list[Callable[[], object]],
+    ) -> str:
+        if result.comment:
+            comment = result.comment
+            after.append(
+                lambda: self.plane.post_comment(
+                    project.plane_project_id, task.plane_issue_id, comment
+                )
+            )
+        if result.outcome is None:
+            if result.fields:
+                self.store.update_task(task.id, **result.fields)
+            if result.wait_s is not None:
+                self._wait(task, job, result.message, result.wait_s, after)
+                return "waiting"
+            self.store.finish_job(job.id, "waiting")
+            self.store.record(task.id, "stage", result.message)
+            return result.message
+        message = result.message
+        if result.retry and result.outcome is Outcome.FAILURE:
+            if self._retry(task, job, project, message, after):
+                return "retrying"
+            message = f"{message} (after {job.attempt} attempt(s))"
+        return self._transition(task, job, project, result.outcome, result.fields, message, after)
+
+    def _retry(
+        self,
+        task: Task,
+        job: Job,
+        project: Project,
+        message: str,
+        after: list[Callable[[], object]],
+    ) -> bool:
+        role = ROLE_OF_STAGE.get(task.stage)
+        command = project.agents.get(role) if role else None  # type: ignore[call-overload]
+        max_attempts = command.max_attempts if command is not None else 3
+        if job.attempt >= max_attempts:
+            return False
+        self.store.finish_job(job.id, "retry", error=message[:2000])
+        new = self.store.create_job(task.id, task.stage, attempt=job.attempt + 1)
+        if new is None:
+            return True
+        delay = self.settings.job_retry_base_s * (2 ** (job.attempt - 1))
+        self.store.record(
+            task.id,
+            "retry",
+            f"attempt {job.attempt}/{max_attempts} failed: {message[:500]}; retrying in {delay:g}s",
+        )
+        after.append(lambda: self.jobs.send_job(new.id, delay_ms=int(delay * 1000)))
+        return True
+
+    def _transition(
+        self,
+        task: Task,
+        job: Job,
+        project: Project,
+        outcome: Outcome,
+        result_fields: dict[str, object],
+        message: str,
+        after: list[Callable[[], object]],
+    ) -> str:
+        self.store.finish_job(job.id, outcome.value)
+        nxt = next_stage(
+            task.stage, outcome, rework_count=task.rework_count, max_rework=project.max_rework
+        )
+        fields = dict(result_fields)
+        if outcome is Outcome.REWORK:
+            fields["rework_count"] = task.rework_count + 1
+            if nxt is Stage.BLOCKED:
+                message = f"{message}; max_rework ({project.max_rework}) reached"
+        if nxt is Stage.BLOCKED:
+            fields.update(failed_stage=task.stage, blocked_reason=message)
+        if nxt in TERMINAL_STAGES:
+            self.release_deploy_slot(project, task.id)
+        moved = self.store.move_task(task.id, nxt, message, **fields)
+        new = self.store.create_job(task.id, nxt) if nxt not in TERMINAL_STAGES else None
+        after.append(lambda: self.status.set_issue_stage_state(moved))
+        if new is not None:
+            after.append(lambda: self.jobs.send_job(new.id))
+        if nxt is Stage.BLOCKED:
+            after.append(
+                lambda: self.plane.post_comment(
+                    project.plane_project_id,
+                    task.plane_issue_id,
+                    f"<p>⛔ Blocked in stage <b>{task.stage.value}</b>: {_esc(message)}</p>"
+                    f"<p>Move the work item to <b>To Analyse</b> to resume from "
+                    f"{task.stage.value}.</p>",
+                )
+            )
+        if nxt is Stage.DONE:
+            after.append(lambda: self._cleanup(project, task))
+        return f"{task.stage.value} -> {nxt.value}"
+
+    def _wait(
+        self,
+        task: Task,
+        job: Job,
+        reason: str,
+        delay_s: float,
+        after: list[Callable[[], object]] | None = None,
+    ) -> None:
+        if job.error != reason:  # say it once on the timeline, not at every look
+            self.store.record(task.id, "waiting", reason)
+        self.store.update_job(job.id, state=JobState.QUEUED, error=reason, enqueued_at=utcnow())
+        def send() -> str:
+            return self.jobs.send_job(job.id, delay_ms=int(delay_s * 1000))
+
+        if after is None:
+            send()
+        else:
+            after.append(send)
+
+    def _block(self, task: Task, job: Job, reason: str) -> str:
+        with self.store.issue_lock(task.plane_issue_id):
+            self.store.finish_job(job.id, "blocked", error=reason)
+            moved = self.store.move_task(
+                task.id, Stage.BLOCKED, reason, failed_stage=task.stage, blocked_reason=reason
+            )
+        self.status.set_issue_stage_state(moved)
+        project = self.registry.get(task.project)
+        if project is not None:
+            self.plane.post_comment(
+                project.plane_project_id, task.plane_issue_id, f"<p>⛔ Blocked: {_esc(reason)}</p>"
+            )
+        return f"blocked: {reason}"
+
+    def release_deploy_slot(self, project: Project, task_id: str) -> None:
+        self.store.r.eval(_RELEASE_IF_HOLDER, 1, self.store.keys.deploy_lock(project.repo), task_id)
+
+    def _cleanup(self, project: Project, task: Task) -> None:
+        try:
+            Context(self.settings, self.store, self.plane, self.forge_for).repo(
+                project
+            ).remove_worktree(task.id)
+        except Exception as exc:
+            log.warning("task %s: worktree cleanup failed: %s", task.id, exc)
+
+    # -- forge events -------------------------------------------------------------------
+    def reevaluate_merge(self, project_name: str, branches: list[str]) -> int:
+        """A forge event (CI status, PR merged/closed): look at waiting merges now."""
+        count = 0
+        for task in self.store.list_tasks(Stage.MERGE):
+            if task.project != project_name or (branches and task.branch not in branches):
+                continue
+            job = self.store.active_job(task)
+            if job is not None and job.state is JobState.QUEUED:
+                self.store.record(task.id, "forge", "forge event: merge re-evaluated now")
+                self.jobs.send_job(job.id)
+                count += 1
+        return count
+
+
+def _esc(text: str) -> str:
+    return html.escape(text[:1500])

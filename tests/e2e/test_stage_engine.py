@@ -1,0 +1,210 @@
+"""A work item really travels analysis -> ... -> done, on real Redis, a real worker, the
+sandbox Plane (webhooks into a real receiver) and a local bare git repo as the forge."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from actors.worker import start_worker
+from app.domain.stages import Stage
+from app.projects import Registry
+from app.sandbox.plane_runner import SandboxPlaneRunner
+from app.sandbox.plane_world import Item
+from app.services import Services
+from app.web import create_app
+from tests.conftest import RedisServer
+from tests.e2e.conftest import wait_for
+from tests.helpers import (
+    SECRET,
+    ServedApp,
+    demo_project,
+    first_item,
+    make_remote,
+    move,
+    pipeline_project,
+    settings,
+)
+
+FULL_JOURNEY = ["Backlog", "To Analyse", "Analysis", "In Progress", "Quality Gate",
+                "Code Review", "Approved", "Awaiting Deploy", "Deploying", "Monitoring", "Done"]
+
+
+class Stack:
+    def __init__(self, services: Services, runner: SandboxPlaneRunner, remote: Path) -> None:
+        self.services = services
+        self.runner = runner
+        self.remote = remote
+
+    def task(self, item: Item) -> Any:
+        return self.services.store.get_task_by_issue(item.id)
+
+    def wait_stage(self, item: Item, stage: Stage, timeout: float = 60, *,
+                   rework_count: int | None = None) -> Any:
+        """The task once it is in `stage` with no job running (the stage's work done)."""
+        def reached() -> Any:
+            task = self.task(item)
+            if task is None or task.stage is not stage:
+                return None
+            if rework_count is not None and task.rework_count != rework_count:
+                return None
+            return task if self.services.store.active_job(task) is None else None
+        try:
+            return wait_for(reached, timeout, f"stage {stage.value}")
+        except AssertionError:
+            task = self.task(item)
+            timeline = self.services.store.timeline(task.id) if task else []
+            raise AssertionError(f"never reached {stage.value}; now "
+                                 f"{task.stage.value if task else None}; timeline: "
+                                 f"{[e['message'] for e in timeline]}") from None
+
+    def comments(self, item: Item) -> list[str]:
+        project = demo_project(self.runner)
+        with self.runner.sandbox.lock:
+            return [c.comment_html for c in project.comments.get(item.id, [])]
+
+    def remote_file(self, path: str) -> str:
+        return subprocess.run(["git", "-C", str(self.remote), "show", f"main:{path}"],
+                              capture_output=True, text=True).stdout
+
+    def describe(self, item: Item, text: str) -> None:
+        with self.runner.sandbox.lock:
+            demo_project(self.runner).items[item.id].description_html = f"<p>{text}</p>"
+
+
+def make_stack(tmp_path: Path, redis_server: RedisServer, runner: SandboxPlaneRunner,
+               **project_overrides: Any) -> Iterator[Stack]:
+    remote = make_remote(tmp_path)
+    health = project_overrides.pop("health_url", runner.base_url + "/_sandbox/info")
+    registry = Registry.model_validate({"projects": {
+        "demo": pipeline_project(remote, health, **project_overrides)}})
+    cfg = settings(tmp_path, redis_url=redis_server.url, plane_url=runner.base_url,
+                   plane_rate_per_min=100_000, job_retry_base_s=0.1, cap_wait_s=0.2)
+    services = Services(cfg, registry_override=registry)
+    worker, services = start_worker(cfg, threads=4, services=services,
+                                    client=redis.Redis.from_url(cfg.redis_url))
+    web = ServedApp(create_app(cfg, registry=registry, redis_client=services.store.r,
+                               dispatcher=services.dispatcher))
+    runner.sandbox.sender.configure(web.url + "/webhooks/plane", SECRET)
+    try:
+        yield Stack(services, runner, remote)
+    finally:
+        runner.sandbox.sender.configure(None)
+        web.stop()
+        worker.stop(timeout=15_000)
+        worker.broker.close()
+        services.close()
+
+
+@pytest.fixture
+def stack(tmp_path: Path, redis_server: RedisServer, real_redis: redis.Redis,
+          sandbox_plane: SandboxPlaneRunner) -> Iterator[Stack]:
+    yield from make_stack(tmp_path, redis_server, sandbox_plane)
+
+
+def test_a_work_item_travels_from_analysis_to_done(stack: Stack,
+                                                   sandbox_plane: SandboxPlaneRunner) -> None:
+    item = first_item(sandbox_plane)
+    move(sandbox_plane, item, "To Analyse")
+    task = stack.wait_stage(item, Stage.REVIEW)
+    assert task.pr_url and task.pr_url.endswith(f"#{task.branch}")
+    assert any("Ready for review" in c and task.branch in c for c in stack.comments(item))
+    assert stack.remote_file("CHANGES.md") == "# demo\n" or "DEMO-" not in stack.remote_file(
+        "CHANGES.md")  # nothing merged before the verdict
+
+    move(sandbox_plane, item, "Approved")  # the human verdict, in the web app
+    done = stack.wait_stage(item, Stage.DONE)
+    assert done.merged_sha
+    assert f"- {task.work_item_id}: implemented" in stack.remote_file("CHANGES.md")
+    assert "Analysis of" in stack.remote_file(f"docs/work-items/{task.work_item_id}/analysis.md")
+    assert sandbox_plane.sandbox.world.state_history(item.id) == FULL_JOURNEY
+    comments = " ".join(stack.comments(item))
+    for milestone in ("Analysis done", "Quality gates", "Ready for review", "Merged into",
+                      "Deployed", "HEALTHY"):
+        assert milestone in comments, milestone
+    budget = stack.services.store.get_task(task.id)
+    assert budget.attempts_used == 3 and budget.tokens_used == 120 + 450 + 0
+
+
+def test_gate_failure_goes_back_to_development_then_passes(
+        stack: Stack, sandbox_plane: SandboxPlaneRunner) -> None:
+    item = first_item(sandbox_plane)
+    stack.describe(item, "Handle the empty case [gate:fail-once]")
+    move(sandbox_plane, item, "To Analyse")
+    task = stack.wait_stage(item, Stage.REVIEW)
+    assert task.rework_count == 1
+    messages = [e["message"] for e in stack.services.store.timeline(task.id)]
+    assert any("quality_gate -> development: gate(s) failed: flag" in m for m in messages)
+    worktree = stack.services.settings.repos_dir / "demo-worktrees" / task.id
+    feedback = (worktree / "docs/work-items" / task.work_item_id / "feedback-1.md").read_text()
+    assert "gate.flag says fail" in feedback  # the gate output reached the developer
+
+
+def test_rejected_verdict_brings_the_comment_to_the_developer(
+        stack: Stack, sandbox_plane: SandboxPlaneRunner) -> None:
+    item = first_item(sandbox_plane)
+    move(sandbox_plane, item, "To Analyse")
+    task = stack.wait_stage(item, Stage.REVIEW)
+    world = sandbox_plane.sandbox.world
+    with sandbox_plane.sandbox.lock:
+        world.add_comment(demo_project(sandbox_plane), demo_project(sandbox_plane).items[item.id],
+                          {"comment_html": "<p>Rename the flag, please.</p>"},
+                          world.user_for_key(sandbox_plane.sandbox.human_key or ""))
+    move(sandbox_plane, item, "Rejected")
+    again = stack.wait_stage(item, Stage.REVIEW, rework_count=1)
+    assert again.rework_count == 1
+    worktree = stack.services.settings.repos_dir / "demo-worktrees" / task.id
+    feedback = (worktree / "docs/work-items" / task.work_item_id / "feedback-1.md").read_text()
+    assert "Rename the flag, please." in feedback
+
+
+@pytest.fixture
+def slow_stack(tmp_path: Path, redis_server: RedisServer, real_redis: redis.Redis,
+               sandbox_plane: SandboxPlaneRunner) -> Iterator[Stack]:
+    base = pipeline_project(Path("x"), "x")["agents"]
+    agents = {**base, "analyst": {**base["analyst"], "time_limit_s": 1, "max_attempts": 2}}
+    yield from make_stack(tmp_path, redis_server, sandbox_plane, agents=agents)
+
+
+def test_agent_timeout_is_retried_then_blocked(slow_stack: Stack,
+                                               sandbox_plane: SandboxPlaneRunner) -> None:
+    item = first_item(sandbox_plane)
+    slow_stack.describe(item, "Think hard [agent:slow-analysis=30]")
+    move(sandbox_plane, item, "To Analyse")
+    task = slow_stack.wait_stage(item, Stage.BLOCKED, timeout=60)
+    assert task.failed_stage is Stage.ANALYSIS
+    assert "timed out" in (task.blocked_reason or "") and "2 attempt(s)" in task.blocked_reason
+    assert sandbox_plane.sandbox.world.state_history(item.id)[-1] == "Blocked"
+    assert any("Blocked in stage" in c for c in slow_stack.comments(item))
+    # a start trigger resumes at the stage that failed, keeping what was done
+    slow_stack.describe(item, "Think less")
+    move(sandbox_plane, item, "To Analyse")
+    resumed = slow_stack.wait_stage(item, Stage.REVIEW, timeout=60)
+    assert resumed.id == task.id
+
+
+def test_monitoring_failure_blocks(tmp_path: Path, redis_server: RedisServer,
+                                   real_redis: redis.Redis,
+                                   sandbox_plane: SandboxPlaneRunner) -> None:
+    gen = make_stack(tmp_path, redis_server, sandbox_plane,
+                     health_url="http://127.0.0.1:9/health", health_failure_threshold=2)
+    stack = next(gen)
+    try:
+        item = first_item(sandbox_plane)
+        move(sandbox_plane, item, "To Analyse")
+        stack.wait_stage(item, Stage.REVIEW)
+        move(sandbox_plane, item, "Approved")
+        task = stack.wait_stage(item, Stage.BLOCKED)
+        assert task.failed_stage is Stage.MONITORING
+        assert "DEGRADED" in (task.blocked_reason or "")
+        assert any("DEGRADED" in c for c in stack.comments(item))
+        # the deploy slot of the repo was given back
+        assert stack.services.store.r.get(stack.services.store.keys.deploy_lock(
+            str(stack.remote))) is None
+    finally:
+        gen.close()
