@@ -299,6 +299,7 @@ class JobRunner:
         if job.error != reason:  # say it once on the timeline, not at every look
             self.store.record(task.id, "waiting", reason)
         self.store.update_job(job.id, state=JobState.QUEUED, error=reason, enqueued_at=utcnow())
+
         def send() -> str:
             return self.jobs.send_job(job.id, delay_ms=int(delay_s * 1000))
 

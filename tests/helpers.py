@@ -161,8 +161,7 @@ def make_remote(path: Path) -> Path:
     (seed / "README.md").write_text("# demo\n")
     ident = ["-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run(["git", *ident, "-C", str(seed), "add", "-A"], check=True)
-    subprocess.run(["git", *ident, "-C", str(seed), "commit", "--quiet", "-m", "init"],
-                   check=True)
+    subprocess.run(["git", *ident, "-C", str(seed), "commit", "--quiet", "-m", "init"], check=True)
     subprocess.run(["git", "-C", str(seed), "push", "--quiet", str(remote), "main"], check=True)
     return remote
 
@@ -175,17 +174,59 @@ def pipeline_project(remote: Path, health_url: str, **overrides: Any) -> dict[st
 
     agents = REPO_ROOT / "examples" / "agents"
     project: dict[str, Any] = {
-        "plane_project_id": DEMO_PROJECT_ID, "repo": str(remote), "work_item_prefix": "DEMO",
-        "forge": "git", "default_branch": "main", "max_rework": 2,
-        "agents": {role: {"argv": [sys.executable, str(agents / f"{script}.py")],
-                          "time_limit_s": 60, "max_attempts": 2}
-                   for role, script in (("analyst", "analyst"), ("developer", "developer"),
-                                        ("reviewer", "reviewer"))},
-        "gates": [{"name": "flag", "argv": [sys.executable, str(REPO_ROOT / "examples" /
-                                                                "gates" / "check_flag.py")],
-                   "timeout_s": 60}],
+        "plane_project_id": DEMO_PROJECT_ID,
+        "repo": str(remote),
+        "work_item_prefix": "DEMO",
+        "forge": "git",
+        "default_branch": "main",
+        "max_rework": 2,
+        "agents": {
+            role: {
+                "argv": [sys.executable, str(agents / f"{script}.py")],
+                "time_limit_s": 60,
+                "max_attempts": 2,
+            }
+            for role, script in (
+                ("analyst", "analyst"),
+                ("developer", "developer"),
+                ("reviewer", "reviewer"),
+            )
+        },
+        "gates": [
+            {
+                "name": "flag",
+                "argv": [sys.executable, str(REPO_ROOT / "examples" / "gates" / "check_flag.py")],
+                "timeout_s": 60,
+            }
+        ],
         "deploy": [sys.executable, "-c", "print('deployed')"],
-        "health_url": health_url, "health_window_s": 1.0, "health_interval_s": 0.3,
+        "health_url": health_url,
+        "health_window_s": 1.0,
+        "health_interval_s": 0.3,
     }
     project.update(overrides)
     return project
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(type(value))
+
+
+def write_registry(path: Path, projects: dict[str, dict[str, Any]]) -> Path:
+    """A registry file for processes started by a test (inline tables keep it short)."""
+    lines = []
+    for name, body in projects.items():
+        lines.append(f"[projects.{name}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in body.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path

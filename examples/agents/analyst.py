@@ -8,6 +8,8 @@ obey_markers("analysis")
 text = issue_text()
 (work_dir() / "analysis.md").write_text(
     f"# Analysis of {env('PF_WORK_ITEM')}\n\n## The request\n\n{text}\n\n"
-    "## Plan\n\n1. Make the change.\n2. Pass the gates.\n", encoding="utf-8")
+    "## Plan\n\n1. Make the change.\n2. Pass the gates.\n",
+    encoding="utf-8",
+)
 print(f"analysis written for {env('PF_WORK_ITEM')}")
 report_tokens(120)

@@ -27,7 +27,8 @@ line = f"- {wi}: implemented\n"
 existing = changes.read_text(encoding="utf-8") if changes.exists() else "# Changes\n\n"
 if line not in existing:
     changes.write_text(existing + line, encoding="utf-8")
-(folder / "implementation.txt").write_text(f"{wi} implemented by the sample developer\n",
-                                           encoding="utf-8")
+(folder / "implementation.txt").write_text(
+    f"{wi} implemented by the sample developer\n", encoding="utf-8"
+)
 print(f"{wi}: change made")
 report_tokens(450)

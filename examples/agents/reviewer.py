@@ -11,5 +11,7 @@ if "[review:rework]" in issue_text() and not (work_dir() / "reviewed-once").exis
     (work_dir() / "reviewed-once").write_text("yes\n", encoding="utf-8")
     print("Please add a test for the empty case.")
     sys.exit(2)
-print("LGTM: the change matches the analysis." + (f" (feedback seen: {feedback()[:80]})"
-                                                   if feedback() else ""))
+print(
+    "LGTM: the change matches the analysis."
+    + (f" (feedback seen: {feedback()[:80]})" if feedback() else "")
+)

@@ -31,8 +31,19 @@ from tests.helpers import (
     settings,
 )
 
-FULL_JOURNEY = ["Backlog", "To Analyse", "Analysis", "In Progress", "Quality Gate",
-                "Code Review", "Approved", "Awaiting Deploy", "Deploying", "Monitoring", "Done"]
+FULL_JOURNEY = [
+    "Backlog",
+    "To Analyse",
+    "Analysis",
+    "In Progress",
+    "Quality Gate",
+    "Code Review",
+    "Approved",
+    "Awaiting Deploy",
+    "Deploying",
+    "Monitoring",
+    "Done",
+]
 
 
 class Stack:
@@ -40,13 +51,16 @@ class Stack:
         self.services = services
         self.runner = runner
         self.remote = remote
+        self.web_url = ""
 
     def task(self, item: Item) -> Any:
         return self.services.store.get_task_by_issue(item.id)
 
-    def wait_stage(self, item: Item, stage: Stage, timeout: float = 60, *,
-                   rework_count: int | None = None) -> Any:
+    def wait_stage(
+        self, item: Item, stage: Stage, timeout: float = 60, *, rework_count: int | None = None
+    ) -> Any:
         """The task once it is in `stage` with no job running (the stage's work done)."""
+
         def reached() -> Any:
             task = self.task(item)
             if task is None or task.stage is not stage:
@@ -54,14 +68,17 @@ class Stack:
             if rework_count is not None and task.rework_count != rework_count:
                 return None
             return task if self.services.store.active_job(task) is None else None
+
         try:
             return wait_for(reached, timeout, f"stage {stage.value}")
         except AssertionError:
             task = self.task(item)
             timeline = self.services.store.timeline(task.id) if task else []
-            raise AssertionError(f"never reached {stage.value}; now "
-                                 f"{task.stage.value if task else None}; timeline: "
-                                 f"{[e['message'] for e in timeline]}") from None
+            raise AssertionError(
+                f"never reached {stage.value}; now "
+                f"{task.stage.value if task else None}; timeline: "
+                f"{[e['message'] for e in timeline]}"
+            ) from None
 
     def comments(self, item: Item) -> list[str]:
         project = demo_project(self.runner)
@@ -69,30 +86,50 @@ class Stack:
             return [c.comment_html for c in project.comments.get(item.id, [])]
 
     def remote_file(self, path: str) -> str:
-        return subprocess.run(["git", "-C", str(self.remote), "show", f"main:{path}"],
-                              capture_output=True, text=True).stdout
+        return subprocess.run(
+            ["git", "-C", str(self.remote), "show", f"main:{path}"], capture_output=True, text=True
+        ).stdout
 
     def describe(self, item: Item, text: str) -> None:
         with self.runner.sandbox.lock:
             demo_project(self.runner).items[item.id].description_html = f"<p>{text}</p>"
 
 
-def make_stack(tmp_path: Path, redis_server: RedisServer, runner: SandboxPlaneRunner,
-               **project_overrides: Any) -> Iterator[Stack]:
+def make_stack(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    runner: SandboxPlaneRunner,
+    settings_overrides: dict[str, Any] | None = None,
+    **project_overrides: Any,
+) -> Iterator[Stack]:
     remote = make_remote(tmp_path)
     health = project_overrides.pop("health_url", runner.base_url + "/_sandbox/info")
-    registry = Registry.model_validate({"projects": {
-        "demo": pipeline_project(remote, health, **project_overrides)}})
-    cfg = settings(tmp_path, redis_url=redis_server.url, plane_url=runner.base_url,
-                   plane_rate_per_min=100_000, job_retry_base_s=0.1, cap_wait_s=0.2)
+    registry = Registry.model_validate(
+        {"projects": {"demo": pipeline_project(remote, health, **project_overrides)}}
+    )
+    cfg = settings(
+        tmp_path,
+        redis_url=redis_server.url,
+        plane_url=runner.base_url,
+        plane_rate_per_min=100_000,
+        job_retry_base_s=0.1,
+        cap_wait_s=0.2,
+        **(settings_overrides or {}),
+    )
     services = Services(cfg, registry_override=registry)
-    worker, services = start_worker(cfg, threads=4, services=services,
-                                    client=redis.Redis.from_url(cfg.redis_url))
-    web = ServedApp(create_app(cfg, registry=registry, redis_client=services.store.r,
-                               dispatcher=services.dispatcher))
+    worker, services = start_worker(
+        cfg, threads=4, services=services, client=redis.Redis.from_url(cfg.redis_url)
+    )
+    web = ServedApp(
+        create_app(
+            cfg, registry=registry, redis_client=services.store.r, dispatcher=services.dispatcher
+        )
+    )
     runner.sandbox.sender.configure(web.url + "/webhooks/plane", SECRET)
     try:
-        yield Stack(services, runner, remote)
+        stack = Stack(services, runner, remote)
+        stack.web_url = web.url
+        yield stack
     finally:
         runner.sandbox.sender.configure(None)
         web.stop()
@@ -102,20 +139,26 @@ def make_stack(tmp_path: Path, redis_server: RedisServer, runner: SandboxPlaneRu
 
 
 @pytest.fixture
-def stack(tmp_path: Path, redis_server: RedisServer, real_redis: redis.Redis,
-          sandbox_plane: SandboxPlaneRunner) -> Iterator[Stack]:
+def stack(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    real_redis: redis.Redis,
+    sandbox_plane: SandboxPlaneRunner,
+) -> Iterator[Stack]:
     yield from make_stack(tmp_path, redis_server, sandbox_plane)
 
 
-def test_a_work_item_travels_from_analysis_to_done(stack: Stack,
-                                                   sandbox_plane: SandboxPlaneRunner) -> None:
+def test_a_work_item_travels_from_analysis_to_done(
+    stack: Stack, sandbox_plane: SandboxPlaneRunner
+) -> None:
     item = first_item(sandbox_plane)
     move(sandbox_plane, item, "To Analyse")
     task = stack.wait_stage(item, Stage.REVIEW)
     assert task.pr_url and task.pr_url.endswith(f"#{task.branch}")
     assert any("Ready for review" in c and task.branch in c for c in stack.comments(item))
     assert stack.remote_file("CHANGES.md") == "# demo\n" or "DEMO-" not in stack.remote_file(
-        "CHANGES.md")  # nothing merged before the verdict
+        "CHANGES.md"
+    )  # nothing merged before the verdict
 
     move(sandbox_plane, item, "Approved")  # the human verdict, in the web app
     done = stack.wait_stage(item, Stage.DONE)
@@ -124,15 +167,22 @@ def test_a_work_item_travels_from_analysis_to_done(stack: Stack,
     assert "Analysis of" in stack.remote_file(f"docs/work-items/{task.work_item_id}/analysis.md")
     assert sandbox_plane.sandbox.world.state_history(item.id) == FULL_JOURNEY
     comments = " ".join(stack.comments(item))
-    for milestone in ("Analysis done", "Quality gates", "Ready for review", "Merged into",
-                      "Deployed", "HEALTHY"):
+    for milestone in (
+        "Analysis done",
+        "Quality gates",
+        "Ready for review",
+        "Merged into",
+        "Deployed",
+        "HEALTHY",
+    ):
         assert milestone in comments, milestone
     budget = stack.services.store.get_task(task.id)
     assert budget.attempts_used == 3 and budget.tokens_used == 120 + 450 + 0
 
 
 def test_gate_failure_goes_back_to_development_then_passes(
-        stack: Stack, sandbox_plane: SandboxPlaneRunner) -> None:
+    stack: Stack, sandbox_plane: SandboxPlaneRunner
+) -> None:
     item = first_item(sandbox_plane)
     stack.describe(item, "Handle the empty case [gate:fail-once]")
     move(sandbox_plane, item, "To Analyse")
@@ -146,15 +196,19 @@ def test_gate_failure_goes_back_to_development_then_passes(
 
 
 def test_rejected_verdict_brings_the_comment_to_the_developer(
-        stack: Stack, sandbox_plane: SandboxPlaneRunner) -> None:
+    stack: Stack, sandbox_plane: SandboxPlaneRunner
+) -> None:
     item = first_item(sandbox_plane)
     move(sandbox_plane, item, "To Analyse")
     task = stack.wait_stage(item, Stage.REVIEW)
     world = sandbox_plane.sandbox.world
     with sandbox_plane.sandbox.lock:
-        world.add_comment(demo_project(sandbox_plane), demo_project(sandbox_plane).items[item.id],
-                          {"comment_html": "<p>Rename the flag, please.</p>"},
-                          world.user_for_key(sandbox_plane.sandbox.human_key or ""))
+        world.add_comment(
+            demo_project(sandbox_plane),
+            demo_project(sandbox_plane).items[item.id],
+            {"comment_html": "<p>Rename the flag, please.</p>"},
+            world.user_for_key(sandbox_plane.sandbox.human_key or ""),
+        )
     move(sandbox_plane, item, "Rejected")
     again = stack.wait_stage(item, Stage.REVIEW, rework_count=1)
     assert again.rework_count == 1
@@ -164,15 +218,20 @@ def test_rejected_verdict_brings_the_comment_to_the_developer(
 
 
 @pytest.fixture
-def slow_stack(tmp_path: Path, redis_server: RedisServer, real_redis: redis.Redis,
-               sandbox_plane: SandboxPlaneRunner) -> Iterator[Stack]:
+def slow_stack(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    real_redis: redis.Redis,
+    sandbox_plane: SandboxPlaneRunner,
+) -> Iterator[Stack]:
     base = pipeline_project(Path("x"), "x")["agents"]
     agents = {**base, "analyst": {**base["analyst"], "time_limit_s": 1, "max_attempts": 2}}
     yield from make_stack(tmp_path, redis_server, sandbox_plane, agents=agents)
 
 
-def test_agent_timeout_is_retried_then_blocked(slow_stack: Stack,
-                                               sandbox_plane: SandboxPlaneRunner) -> None:
+def test_agent_timeout_is_retried_then_blocked(
+    slow_stack: Stack, sandbox_plane: SandboxPlaneRunner
+) -> None:
     item = first_item(sandbox_plane)
     slow_stack.describe(item, "Think hard [agent:slow-analysis=30]")
     move(sandbox_plane, item, "To Analyse")
@@ -188,11 +247,19 @@ def test_agent_timeout_is_retried_then_blocked(slow_stack: Stack,
     assert resumed.id == task.id
 
 
-def test_monitoring_failure_blocks(tmp_path: Path, redis_server: RedisServer,
-                                   real_redis: redis.Redis,
-                                   sandbox_plane: SandboxPlaneRunner) -> None:
-    gen = make_stack(tmp_path, redis_server, sandbox_plane,
-                     health_url="http://127.0.0.1:9/health", health_failure_threshold=2)
+def test_monitoring_failure_blocks(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    real_redis: redis.Redis,
+    sandbox_plane: SandboxPlaneRunner,
+) -> None:
+    gen = make_stack(
+        tmp_path,
+        redis_server,
+        sandbox_plane,
+        health_url="http://127.0.0.1:9/health",
+        health_failure_threshold=2,
+    )
     stack = next(gen)
     try:
         item = first_item(sandbox_plane)
@@ -204,7 +271,109 @@ def test_monitoring_failure_blocks(tmp_path: Path, redis_server: RedisServer,
         assert "DEGRADED" in (task.blocked_reason or "")
         assert any("DEGRADED" in c for c in stack.comments(item))
         # the deploy slot of the repo was given back
-        assert stack.services.store.r.get(stack.services.store.keys.deploy_lock(
-            str(stack.remote))) is None
+        assert (
+            stack.services.store.r.get(stack.services.store.keys.deploy_lock(str(stack.remote)))
+            is None
+        )
     finally:
         gen.close()
+
+
+def test_gitea_ci_status_webhook_reevaluates_a_waiting_merge(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    real_redis: redis.Redis,
+    sandbox_plane: SandboxPlaneRunner,
+) -> None:
+    import time
+
+    import httpx
+    from pydantic import SecretStr
+
+    from app.sandbox.gitea import FakeGitea, make_app
+
+    gitea = FakeGitea("t0ken", webhook_secret="gitea-secret")
+    gitea.default_state = "pending"  # CI has not reported yet
+    served = ServedApp(make_app(gitea))
+    gitea.base_url = served.url
+    gen = make_stack(
+        tmp_path,
+        redis_server,
+        sandbox_plane,
+        settings_overrides={
+            "gitea_base_url": served.url,
+            "gitea_token": SecretStr("t0ken"),
+            "gitea_webhook_secret": SecretStr("gitea-secret"),
+        },
+        forge="gitea",
+        gitea_repo="acme/demo",
+    )
+    stack = next(gen)
+    try:
+        gitea.add_repo("acme/demo", stack.remote)
+        gitea.webhook_url = stack.web_url + "/webhooks/gitea"
+        item = first_item(sandbox_plane)
+        move(sandbox_plane, item, "To Analyse")
+        task = stack.wait_stage(item, Stage.REVIEW)
+        assert task.pr_url == f"{served.url}/acme/demo/pulls/1"
+        move(sandbox_plane, item, "Approved")
+        wait_for(
+            lambda: any(
+                "waiting for forge CI" in e["message"]
+                for e in stack.services.store.timeline(task.id)
+            ),
+            30,
+            "CI wait",
+        )
+        assert stack.task(item).stage is Stage.MERGE
+        posted = time.monotonic()
+        httpx.post(
+            served.url + "/_fake/status",
+            json={"repo": "acme/demo", "branch": task.branch, "state": "success"},
+        ).raise_for_status()
+        stack.wait_stage(item, Stage.DONE, timeout=25)
+        assert time.monotonic() - posted < 20  # the webhook, not the 30 s re-check
+        assert gitea.merges == [("acme/demo", 1)]
+        messages = [e["message"] for e in stack.services.store.timeline(task.id)]
+        assert "forge event: merge re-evaluated now" in messages
+    finally:
+        gen.close()
+        served.stop()
+
+
+def test_cancel_terminates_the_running_agent(
+    stack: Stack, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    import os
+    import time
+
+    from app.domain.models import JobState
+
+    item = first_item(sandbox_plane)
+    stack.describe(item, "A long one [agent:slow-analysis=60]")
+    move(sandbox_plane, item, "To Analyse")
+
+    def agent_running() -> Any:
+        task = stack.task(item)
+        job = stack.services.store.active_job(task) if task else None
+        return job if job is not None and job.agent_pgid else None
+
+    job = wait_for(agent_running, 30, "agent started")
+    cancelled_at = time.monotonic()
+    move(sandbox_plane, item, "Cancelled")
+    wait_for(
+        lambda: stack.services.store.get_job(job.id).state is JobState.CANCELLED,
+        20,
+        "job cancelled",
+    )
+
+    def agent_gone() -> bool:
+        try:
+            os.killpg(job.agent_pgid, 0)
+            return False
+        except ProcessLookupError:
+            return True
+
+    wait_for(agent_gone, 20, "agent process group killed")
+    assert time.monotonic() - cancelled_at < 20  # not the agent's 60 s
+    assert stack.task(item).stage is Stage.CANCELLED

@@ -1,0 +1,143 @@
+"""JobRunner rules, driven directly: at-least-once safety, cancellation, budgets, resume."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+
+from app.domain.models import JobState
+from app.domain.stages import Stage
+from app.projects import Registry
+from app.queue import make_redis_broker
+from app.sandbox.plane_runner import SandboxPlaneRunner
+from app.services import Services
+from tests.helpers import first_item, make_remote, pipeline_project, settings
+
+FAILS_IF_RUN = ["false"]
+
+
+def make_services(
+    tmp_path: Path,
+    runner: SandboxPlaneRunner,
+    fake_redis: Any,
+    fake_server: fakeredis.FakeServer,
+    **overrides: Any,
+) -> Services:
+    remote = make_remote(tmp_path)
+    project = pipeline_project(remote, runner.base_url + "/_sandbox/info", **overrides)
+    registry = Registry.model_validate({"projects": {"demo": project}})
+    broker = make_redis_broker(client=fakeredis.FakeRedis(server=fake_server))
+    return Services(
+        settings(tmp_path, plane_url=runner.base_url, plane_rate_per_min=100_000),
+        redis=fake_redis,
+        registry_override=registry,
+        broker=broker,
+    )
+
+
+@pytest.fixture
+def services(
+    tmp_path: Path,
+    sandbox_plane: SandboxPlaneRunner,
+    fake_redis: Any,
+    fake_server: fakeredis.FakeServer,
+    request: pytest.FixtureRequest,
+) -> Iterator[Services]:
+    overrides = getattr(request, "param", {})
+    svc = make_services(tmp_path, sandbox_plane, fake_redis, fake_server, **overrides)
+    yield svc
+    svc.close()
+
+
+def task_in(services: Services, runner: SandboxPlaneRunner, stage: Stage) -> Any:
+    item = first_item(runner)
+    task, _ = services.store.create_task_atomic(
+        item.id, "DEMO-1", "demo-repo", "feature/DEMO-1-x", Stage.ANALYSIS, "x", project="demo"
+    )
+    if stage is not Stage.ANALYSIS:
+        task = services.store.move_task(task.id, stage, "test set-up")
+    return task
+
+
+@pytest.mark.parametrize(
+    "services", [{"agents": {"developer": {"argv": FAILS_IF_RUN}}}], indirect=True
+)
+def test_an_agent_that_already_finished_is_not_run_again(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    task = task_in(services, sandbox_plane, Stage.DEVELOPMENT)
+    job = services.store.create_job(task.id, Stage.DEVELOPMENT)
+    # the worker died after the agent exited 0 and before the outcome was recorded
+    recorded = {
+        "exit_code": 0,
+        "timed_out": False,
+        "cancelled": False,
+        "output": "done before the crash",
+        "duration_s": 1.0,
+        "tokens": 0,
+    }
+    services.store.update_job(job.id, state=JobState.RUNNING, agent_result=json.dumps(recorded))
+    decision = services.job_runner.run(job.id)  # the redelivered message
+    assert decision == "development -> quality_gate"
+    messages = [e["message"] for e in services.store.timeline(task.id)]
+    assert not any(m.startswith("developer exit") for m in messages)  # not run again
+    assert services.job_runner.run(job.id).startswith("ignored: job")  # and never twice
+
+
+def test_a_job_for_a_cancelled_task_is_not_started(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    task = task_in(services, sandbox_plane, Stage.ANALYSIS)
+    job = services.store.create_job(task.id, Stage.ANALYSIS)
+    services.store.move_task(task.id, Stage.CANCELLED, "cancelled in Plane")
+    assert services.job_runner.run(job.id) == "not started: task cancelled"
+    assert services.store.get_job(job.id).state is JobState.CANCELLED
+
+
+@pytest.mark.parametrize(
+    "services", [{"self_hosting": True, "deploy": FAILS_IF_RUN}], indirect=True
+)
+def test_self_hosted_deploy_resumes_monitoring_after_the_restart(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    from app.domain.models import utcnow
+
+    task = task_in(services, sandbox_plane, Stage.DEPLOYING)
+    services.store.update_task(task.id, deploy_started_at=utcnow())  # recorded, then restart
+    job = services.store.create_job(task.id, Stage.DEPLOYING)
+    assert services.job_runner.run(job.id) == "deploying -> monitoring"
+
+
+@pytest.mark.parametrize("services", [{"budget": {"attempts": 1}}], indirect=True)
+def test_exhausted_budget_blocks_with_the_reason(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    task = task_in(services, sandbox_plane, Stage.DEVELOPMENT)
+    services.store.update_task(task.id, attempts_used=1)  # spent on an earlier trigger
+    job = services.store.create_job(task.id, Stage.DEVELOPMENT)
+    assert services.job_runner.run(job.id).startswith("blocked: budget exhausted")
+    blocked = services.store.get_task(task.id)
+    assert blocked.stage is Stage.BLOCKED and blocked.failed_stage is Stage.DEVELOPMENT
+    assert "1 agent attempts (limit 1)" in (blocked.blocked_reason or "")
+
+
+def test_a_full_cap_makes_the_job_wait_visibly(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    services.settings.max_jobs = 1
+    services.__dict__.pop("caps", None)
+    services.__dict__.pop("job_runner", None)
+    services.store.r.zadd(services.store.keys.slots("global"), {"other-job": 9e12})
+    task = task_in(services, sandbox_plane, Stage.ANALYSIS)
+    job = services.store.create_job(task.id, Stage.ANALYSIS)
+    assert services.job_runner.run(job.id) == "waiting for a slot"
+    assert services.store.get_job(job.id).state is JobState.QUEUED
+    last = services.store.timeline(task.id)[-1]
+    assert last["message"] == "waiting for a slot: global cap of 1 running job(s)"
+    services.store.r.zrem(services.store.keys.slots("global"), "other-job")
+    assert services.job_runner.run(job.id) == "analysis -> development"
