@@ -173,6 +173,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from app.embedded import run
+
+    return run(timeout_s=args.timeout, keep_running=args.keep_running)
+
+
 def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     import signal
 
@@ -303,6 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds in-flight messages get to finish on SIGTERM",
     )
     workerp.set_defaults(func=cmd_worker)
+    up = sub.add_parser(
+        "up",
+        help="run the whole stack embedded and watch one work item "
+        "travel analysis -> done (no services needed)",
+    )
+    up.add_argument("--keep-running", action="store_true", help="stay up after the demo")
+    up.add_argument("--timeout", type=float, default=180.0)
+    up.set_defaults(func=cmd_up)
+
     sched = sub.add_parser("scheduler", help="run the leader-locked reconcile clock")
     sched.add_argument("--tick", type=float, default=None, help="default: ORCH_SCHEDULER_TICK_S")
     sched.set_defaults(func=cmd_scheduler)

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from app.domain.errors import PlaneError, TemporaryError
+from app.domain.models import Task
 from app.pipeline import Pipeline
 from app.plane.client import PlaneClient
 from app.plane.models import WorkItem
@@ -80,6 +81,18 @@ class EventProcessor:
         if task is not None:
             self.store.record(task.id, "ignored", f"{reason} [{source}]")
         return reason
+
+    def recheck(self, task: Task, project: Project) -> str:
+        """Route the work item's current state again (e.g. a verdict given too early)."""
+        try:
+            item = self.plane.get_work_item(project.plane_project_id, task.plane_issue_id)
+        except PlaneError as exc:
+            log.warning("task %s: cannot re-read the work item: %s", task.id, exc)
+            return "recheck failed"
+        states = self.resolver.resolve(project)
+        if states.trigger_of(item.state_id) not in (Trigger.APPROVED, Trigger.REJECTED):
+            return "no verdict yet"
+        return self.route(item, project, source="verdict given while the review job ran")
 
 
 def own_user_id(configured: str | None, store: Store, plane: PlaneClient) -> str | None:

@@ -46,6 +46,9 @@ class JobRunner:
     caps: Caps
     forge_for: Callable[[Project], Forge]
     heartbeat_s: float = 5.0
+    # Called when a task starts waiting for the human verdict: a verdict given while the
+    # review job ran was ignored then (job active), so the current state is read again.
+    on_review_wait: Callable[[Task, Project], object] | None = None
 
     def run(self, job_id: str) -> str:
         job = self.store.get_job(job_id)
@@ -212,6 +215,9 @@ class JobRunner:
                 return "waiting"
             self.store.finish_job(job.id, "waiting")
             self.store.record(task.id, "stage", result.message)
+            if task.stage is Stage.REVIEW and self.on_review_wait is not None:
+                recheck = self.on_review_wait
+                after.append(lambda: recheck(task, project))
             return result.message
         message = result.message
         if result.retry and result.outcome is Outcome.FAILURE:

@@ -151,6 +151,7 @@ class Services:
             self.dispatcher,
             self.caps,
             self.forge_for,
+            on_review_wait=self.events.recheck,
         )
 
     def close(self) -> None:

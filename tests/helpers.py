@@ -14,6 +14,7 @@ from app.projects import Registry
 from app.sandbox.plane_render import render_item_webhook
 from app.sandbox.plane_runner import BOT_KEY, DEMO_PROJECT_ID, SandboxPlaneRunner
 from app.sandbox.plane_world import Item, Project
+from app.sandbox.serve import ThreadedServer
 from tests.conftest import FIXTURES
 
 SECRET = "test-webhook-secret"
@@ -119,35 +120,12 @@ def first_item(runner: SandboxPlaneRunner) -> Item:
     return next(iter(demo_project(runner).items.values()))
 
 
-class ServedApp:
+class ServedApp(ThreadedServer):
     """An aiohttp app on a real loopback port, served from a thread (for webhooks in)."""
 
     def __init__(self, app: Any) -> None:
-        import asyncio
-        import threading
-
-        from aiohttp import web
-
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._runner = web.AppRunner(app, access_log=None)
-
-        async def start() -> int:
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            await site.start()
-            return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-
-        self.port = asyncio.run_coroutine_threadsafe(start(), self._loop).result(30)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        import asyncio
-
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        super().__init__(app)
+        self.start()
 
 
 def make_remote(path: Path) -> Path:

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from concurrent.futures import Future
-from typing import Any
-
-from aiohttp import web
-
 from app.projects import DEFAULT_STATE_NAMES
 from app.sandbox.plane_server import SandboxPlane, make_app
 from app.sandbox.plane_webhooks import WebhookSender
 from app.sandbox.plane_world import CLASSIC_STATES, Project, World
+from app.sandbox.serve import ThreadedServer
 
 BOT_KEY = "plane_api_sandbox_planeflow_bot_0000000000"
 HUMAN_KEY = "plane_api_sandbox_human_ada_00000000000000"
@@ -73,51 +67,24 @@ def seed_demo(
     return project
 
 
-class SandboxPlaneRunner:
+class SandboxPlaneRunner(ThreadedServer):
     """Serves a SandboxPlane on 127.0.0.1 from a daemon thread with its own loop."""
 
     def __init__(self, sandbox: SandboxPlane, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(make_app(sandbox), host=host, port=port)
         self.sandbox = sandbox
-        self.host = host
-        self.port = port
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, daemon=True, name="sandbox-plane"
-        )
-        self._runner: web.AppRunner | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def call(self, coro: Any) -> Any:
-        fut: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return fut.result(timeout=60)
+        return self.url
 
     def start(self) -> SandboxPlaneRunner:
-        self._thread.start()
-        self.call(self._start())
+        super().start()
         return self
-
-    async def _start(self) -> None:
-        self._runner = web.AppRunner(make_app(self.sandbox), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
     def drain_webhooks(self) -> None:
         """Block until every queued webhook delivery has been attempted."""
         self.call(self.sandbox.sender.drained())
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            self.call(self._runner.cleanup())
-            self._runner = None
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
 
 
 def make_sandbox(

@@ -18,8 +18,11 @@ Client = TestClient[Any, Any]
 
 def first_jobs(services: Services, task_id: str) -> int:
     """Jobs queued for the first stage (the worker runs them; later stages do not count)."""
-    return sum(1 for e in services.store.timeline(task_id)
-               if e["kind"] == "job" and e["message"].endswith("queued for analysis"))
+    return sum(
+        1
+        for e in services.store.timeline(task_id)
+        if e["kind"] == "job" and e["message"].endswith("queued for analysis")
+    )
 
 
 async def receiver(aiohttp_client: Any, services: Services) -> Client:

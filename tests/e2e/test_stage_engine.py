@@ -377,3 +377,23 @@ def test_cancel_terminates_the_running_agent(
     wait_for(agent_gone, 20, "agent process group killed")
     assert time.monotonic() - cancelled_at < 20  # not the agent's 60 s
     assert stack.task(item).stage is Stage.CANCELLED
+
+
+def test_a_verdict_given_while_the_reviewer_runs_is_not_lost(
+    stack: Stack, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item = first_item(sandbox_plane)
+    stack.describe(item, "Look closely [agent:slow-review=3]")
+    move(sandbox_plane, item, "To Analyse")
+
+    def reviewer_running() -> Any:
+        task = stack.task(item)
+        job = stack.services.store.active_job(task) if task else None
+        return job if job is not None and job.stage is Stage.REVIEW and job.agent_pgid else None
+
+    wait_for(reviewer_running, 30, "reviewer running")
+    move(sandbox_plane, item, "Approved")  # too early: the review job is still active
+    task = stack.wait_stage(item, Stage.DONE, timeout=40)
+    messages = [e["message"] for e in stack.services.store.timeline(task.id)]
+    assert any("while job" in m for m in messages)  # ignored when it arrived ...
+    assert any("verdict given while the review job ran" in m for m in messages)  # ... not lost
