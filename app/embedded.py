@@ -28,6 +28,7 @@ from actors.scheduler import Scheduler
 from actors.worker import start_worker
 from app.config import Settings
 from app.domain.stages import Stage
+from app.plane.status import STAGE_STATUS_KEY
 from app.projects import Registry
 from app.queue import Dispatcher, make_redis_broker
 from app.sandbox.plane_runner import (
@@ -306,6 +307,12 @@ def drive(demo: Demo, say: Any, timeout_s: float, keep_running: bool) -> int:
                 break
         time.sleep(0.2)
     task = store.get_task_by_issue(item_id)
+    deadline = time.monotonic() + 10  # let the last status write land before the board
+    while task is not None and task.status_key != STAGE_STATUS_KEY[task.stage]:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+        task = store.get_task_by_issue(item_id)
     say("\nBoard (Plane):")
     for key, name, state in demo.board():
         say(f"  {key:<8} {state:<16} {name}")

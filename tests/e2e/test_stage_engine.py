@@ -13,6 +13,7 @@ import redis
 
 from actors.worker import start_worker
 from app.domain.stages import Stage
+from app.plane.status import STAGE_STATUS_KEY
 from app.projects import Registry
 from app.sandbox.plane_runner import SandboxPlaneRunner
 from app.sandbox.plane_world import Item
@@ -59,13 +60,15 @@ class Stack:
     def wait_stage(
         self, item: Item, stage: Stage, timeout: float = 60, *, rework_count: int | None = None
     ) -> Any:
-        """The task once it is in `stage` with no job running (the stage's work done)."""
+        """The task once it is in `stage`, its status synced, its job done, its comments out."""
 
         def reached() -> Any:
             task = self.task(item)
             if task is None or task.stage is not stage:
                 return None
             if rework_count is not None and task.rework_count != rework_count:
+                return None
+            if task.status_key != STAGE_STATUS_KEY[stage] or not self.settled(task):
                 return None
             return task if self.services.store.active_job(task) is None else None
 
@@ -79,6 +82,20 @@ class Stack:
                 f"{task.stage.value if task else None}; timeline: "
                 f"{[e['message'] for e in timeline]}"
             ) from None
+
+    def settled(self, task: Any) -> bool:
+        """The last job's follow-ups (comments, status) are done: its last timeline entry
+        is not a bare job finish waiting for them."""
+        timeline = self.services.store.timeline(task.id)
+        if task.stage is Stage.REVIEW:
+            item_comments = " ".join(self.comments_of(task.plane_issue_id))
+            return "Ready for review" in item_comments or not task.pr_url
+        return bool(timeline) and timeline[-1]["kind"] in ("status", "ignored", "stage", "waiting")
+
+    def comments_of(self, issue_id: str) -> list[str]:
+        project = demo_project(self.runner)
+        with self.runner.sandbox.lock:
+            return [c.comment_html for c in project.comments.get(issue_id, [])]
 
     def comments(self, item: Item) -> list[str]:
         project = demo_project(self.runner)
