@@ -277,8 +277,8 @@ class JobRunner:
             self.release_deploy_slot(project, task.id)
         moved = self.store.move_task(task.id, nxt, message, **fields)
         new = self.store.create_job(task.id, nxt) if nxt not in TERMINAL_STAGES else None
-        # Comments first, the status write last: once the status is synced, every
-        # follow-up of the transition is visible (tests and `planeflow up` rely on it).
+        # Comments, then the status write, then the next job: once the status is synced
+        # the transition's follow-ups are visible (tests and `planeflow up` rely on it).
         if nxt is Stage.BLOCKED:
             after.append(
                 lambda: self.plane.post_comment(
@@ -289,9 +289,9 @@ class JobRunner:
                     f"{task.stage.value}.</p>",
                 )
             )
-        if new is not None:
-            after.append(lambda: self.jobs.send_job(new.id))
         after.append(lambda: self.status.set_issue_stage_state(moved))
+        if new is not None:  # after the status write, so a fast next stage cannot overtake it
+            after.append(lambda: self.jobs.send_job(new.id))
         if nxt is Stage.DONE:
             after.append(lambda: self._cleanup(project, task))
         return f"{task.stage.value} -> {nxt.value}"
