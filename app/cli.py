@@ -217,6 +217,25 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if any(r.error for r in reports) else 0
 
 
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    store = make_store(settings)
+    matches = [t for t in store.list_tasks() if t.work_item_id == args.work_item.upper()]
+    if not matches:
+        print(
+            f"no task for {args.work_item} (no start trigger was ever processed)", file=sys.stderr
+        )
+        return 1
+    for task in matches:
+        blocked = f", blocked: {task.blocked_reason}" if task.blocked_reason else ""
+        print(
+            f"{task.work_item_id} (task {task.id}, {task.project}): "
+            f"stage {task.stage.value}{blocked}"
+        )
+        for entry in store.timeline(task.id):
+            print(f"  {entry['ts'][:19]}  {entry['kind']:<10} {entry['message']}")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     store = make_store(settings)
     registry = load_registry(settings.projects_file)
@@ -325,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("reconcile", help="run one reconcile pass now, in this process")
     rec.add_argument("--project", default=None, help="one project (default: all)")
     rec.set_defaults(func=cmd_reconcile)
+
+    explain = sub.add_parser("explain", help="why a work item is where it is: its decisions")
+    explain.add_argument("work_item", help="e.g. ORCH-12")
+    explain.set_defaults(func=cmd_explain)
 
     sub.add_parser("status", help="per-project webhook-loss meter and counters").set_defaults(
         func=cmd_status

@@ -1,40 +1,52 @@
-"""Prometheus metrics of the web process, plus the counters shared in Redis.
+"""Prometheus metrics of the web process, plus what all processes share in Redis.
 
-Per-process counters live in a registry owned by the app. The Redis hash
-`pf:counters` (Plane calls, failures, replays, ...) is written by every process and
-exposed here at scrape time as `planeflow_shared_total{name=...}`.
+Per-process counters live in a registry owned by the app. At scrape time the Redis
+hash `pf:counters` (Plane calls, failures, replays per project, ...) is exposed as
+`planeflow_shared_total{name=...}` and `pf:webhooks:last` as
+`planeflow_last_webhook_timestamp_seconds{project=...}` (the webhook-loss meter).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
 
 class SharedCounters(Collector):
-    """Reads `pf:counters` from Redis at every scrape (one HGETALL)."""
+    """Reads `pf:counters` and `pf:webhooks:last` from Redis at every scrape."""
 
-    def __init__(self, client: Any, key: str) -> None:
+    def __init__(self, client: Any, key: str, webhooks_last_key: str = "") -> None:
         self.client = client
         self.key = key
+        self.webhooks_last_key = webhooks_last_key
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        shared = CounterMetricFamily(
             "planeflow_shared", "Counters shared by all processes", labels=["name"]
+        )
+        last = GaugeMetricFamily(
+            "planeflow_last_webhook_timestamp_seconds",
+            "When the last Plane webhook of a project arrived",
+            labels=["project"],
         )
         try:
             for name, value in sorted(self.client.hgetall(self.key).items()):
-                family.add_metric([name], float(value))
+                shared.add_metric([name], float(value))
+            if self.webhooks_last_key:
+                for project, when in sorted(self.client.hgetall(self.webhooks_last_key).items()):
+                    last.add_metric([project], datetime.fromisoformat(when).timestamp())
         except Exception as exc:  # a scrape must not fail because Redis is down
             log.warning("metrics: cannot read shared counters: %s", exc)
-        yield family
+        yield shared
+        yield last
 
 
 class WebMetrics:

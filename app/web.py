@@ -265,7 +265,9 @@ def create_app(
 ) -> web.Application:
     """The receiver app. Callers own the Redis client and the broker behind `dispatcher`."""
     web_metrics = WebMetrics()
-    web_metrics.registry.register(SharedCounters(redis_client, settings.keys.counters))
+    web_metrics.registry.register(
+        SharedCounters(redis_client, settings.keys.counters, settings.keys.webhooks_last)
+    )
     ingest = Ingest(
         redis_client,
         settings.keys,

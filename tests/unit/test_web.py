@@ -175,6 +175,7 @@ async def test_health_ready_metrics(client: Client, store: Store) -> None:
     text = await (await client.get("/metrics")).text()
     assert 'planeflow_webhooks_total{outcome="process",source="plane"} 1.0' in text
     assert 'planeflow_shared_total{name="plane_calls"} 7.0' in text
+    assert 'planeflow_last_webhook_timestamp_seconds{project="orch"}' in text
 
 
 async def test_readyz_is_503_without_redis(
