@@ -54,11 +54,18 @@ def free_port() -> int:
 
 
 class EmbeddedRedis:
-    """redis-server as a child process, or fakeredis's TCP server when it is absent."""
+    """redis-server as a child process, or fakeredis's TCP server when it is absent.
 
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
+    Stoppable and restartable on the same port (the tests stop Redis under a running
+    receiver); `require_binary` refuses the fakeredis fallback (integration tests).
+    """
+
+    def __init__(
+        self, workdir: Path, *, port: int | None = None, require_binary: bool = False
+    ) -> None:
+        self.port = port or free_port()
         self.workdir = workdir
+        self.require_binary = require_binary
         self.kind = ""
         self._proc: subprocess.Popen[bytes] | None = None
         self._fake: Any = None
@@ -88,6 +95,11 @@ class EmbeddedRedis:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+        elif self.require_binary:
+            raise RuntimeError(
+                "redis-server is not installed: run `bash scripts/test`, "
+                "which installs it (apt-get install redis-server)"
+            )
         else:
             from fakeredis import TcpFakeServer
 
@@ -101,9 +113,10 @@ class EmbeddedRedis:
                 client.ping()
                 break
             except redislib.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("embedded Redis did not start") from None
-                time.sleep(0.05)
+                exited = self._proc is not None and self._proc.poll() is not None
+                if time.monotonic() > deadline or exited:
+                    raise RuntimeError(f"embedded Redis did not start on {self.port}") from None
+                time.sleep(0.02)
         client.close()
         return self
 
@@ -111,8 +124,10 @@ class EmbeddedRedis:
         if self._proc is not None:
             self._proc.terminate()
             self._proc.wait(timeout=10)
+            self._proc = None
         if self._fake is not None:
             self._fake.shutdown()
+            self._fake = None
 
 
 def make_bare_repo(workdir: Path) -> Path:
