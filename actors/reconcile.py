@@ -18,6 +18,7 @@ def reconcile_all() -> None:
     for project in services.reconciler.due_projects():
         services.dispatcher.send(RECONCILE_QUEUE, RECONCILE_PROJECT, project.name)
     services.reconciler.sweep_jobs()
+    services.reconciler.sweep_worktrees()
 
 
 def reconcile_project(name: str) -> None:

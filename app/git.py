@@ -180,5 +180,6 @@ class Repo:
     def remove_worktree(self, task_id: str) -> None:
         path = self.worktrees / task_id
         if path.exists():
-            git(["worktree", "remove", "--force", str(path)], self.bare, check=False)
+            if (self.bare / "HEAD").exists():
+                git(["worktree", "remove", "--force", str(path)], self.bare, check=False)
             shutil.rmtree(path, ignore_errors=True)

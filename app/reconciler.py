@@ -22,6 +22,7 @@ from app.config import Settings
 from app.domain.models import JobState, Task, utcnow
 from app.domain.stages import FINISHED_STAGES, Stage
 from app.events import EventProcessor
+from app.git import Repo
 from app.pipeline import JobSender, StatusWriter
 from app.plane.client import PlaneClient
 from app.plane.models import WorkItem
@@ -88,6 +89,7 @@ class Reconciler:
         """One pass over every project, in this process (the CLI and tests use it)."""
         reports = [self.reconcile_project(p) for p in self.registry.projects.values()]
         self.sweep_jobs()
+        self.sweep_worktrees()
         return reports
 
     def due_projects(self) -> list[Project]:
@@ -187,7 +189,11 @@ class Reconciler:
             report.skipped["active job"] += 1
             return
         if trigger is Trigger.START:
-            wanted = task is None or task.stage is Stage.BLOCKED
+            # A blocked task resumes only on a move made after it was blocked: a start
+            # state left over from before (our own status write failed) is no trigger.
+            wanted = task is None or (
+                task.stage is Stage.BLOCKED and item.updated_at > task.updated_at
+            )
         elif trigger in (Trigger.APPROVED, Trigger.REJECTED):
             wanted = task is not None and task.stage is Stage.REVIEW
         else:
@@ -224,11 +230,16 @@ class Reconciler:
                     self.now() - item.updated_at
                 ).total_seconds() < self.settings.reconcile_grace_s
                 expected = states.resolve(STAGE_STATUS_KEY[task.stage])
+                # A trigger state set after the task last changed is a human's input
+                # (handled above); one older than that is stale indication: repair it.
+                human_input = (
+                    item.state_id or ""
+                ) in triggers and item.updated_at > task.updated_at
                 drifted = (
                     expected is not None
                     and item.state_id != expected
                     and not young
-                    and (item.state_id or "") not in triggers
+                    and not human_input
                 )
             if drifted and self.status.set_issue_stage_state(task):
                 report.repaired += 1
@@ -297,6 +308,23 @@ class Reconciler:
             except Exception as exc:
                 log.warning("job sweep: job %s: %s", job.id, exc)
         return acted
+
+    def sweep_worktrees(self) -> int:
+        """Remove the git worktrees of finished (done or cancelled) tasks."""
+        removed = 0
+        for project in self.registry.projects.values():
+            repo = Repo(self.settings.repos_dir, project.name, project.repo, project.default_branch)
+            if not repo.worktrees.is_dir():
+                continue
+            for path in repo.worktrees.iterdir():
+                task = self.store.get_task(path.name) if not path.name.startswith("_") else None
+                if task is not None and task.stage in FINISHED_STAGES:
+                    try:
+                        repo.remove_worktree(task.id)
+                        removed += 1
+                    except Exception as exc:
+                        log.warning("worktree sweep: %s: %s", path, exc)
+        return removed
 
     def _lost(self, job_id: str) -> None:
         job = self.store.finish_job(job_id, "lost", state=JobState.LOST, error="heartbeat stopped")

@@ -324,3 +324,53 @@ def test_one_of_two_schedulers_leads(
     assert b.tick() is True and b.leader
     assert a.tick() is False and not a.leader
     broker.close()
+
+
+def test_a_blocked_task_resumes_only_on_a_move_made_after_the_block(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item = first_item(sandbox_plane)
+    moved(sandbox_plane, item, "In Progress")  # left over: our "blocked" write failed
+    report_for(services)
+    task = task_of(services, item)
+    services.store.finish_job(task.active_job_id, "failure")
+    services.store.move_task(task.id, Stage.BLOCKED, "agent failed", failed_stage=Stage.DEVELOPMENT)
+    # Plane still shows our earlier "In Progress" write: the "Blocked" write was lost
+    world = sandbox_plane.sandbox.world
+    with sandbox_plane.sandbox.lock:
+        world.projects[demo_project(sandbox_plane).id].items[item.id].state_id = (
+            demo_project(sandbox_plane).state_by_name("In Progress").id
+        )
+    world.backdate(demo_project(sandbox_plane).id, item.id, 600)
+    services.store.r.hset(services.store.keys.reconcile_state("demo"), "passes", 10)  # full
+    report = report_for(services)
+    assert report.replayed == 0 and report.skipped["in step"] == 1
+    assert task_of(services, item).stage is Stage.BLOCKED
+    assert report.repaired == 1  # the stale "In Progress" is set back to "Blocked"
+    assert sandbox_plane.sandbox.world.state_history(item.id)[-1] == "Blocked"
+    # a human moves it to To Analyse after the block (webhook lost): that one resumes it
+    move(sandbox_plane, item, "To Analyse")
+    sandbox_plane.sandbox.world.backdate(demo_project(sandbox_plane).id, item.id, 130)
+    services.store.r.hset(
+        services.store.keys.task(task.id),
+        "updated_at",
+        (datetime.now(UTC) - timedelta(seconds=300)).isoformat(),
+    )
+    assert report_for(services).replayed == 1
+    assert task_of(services, item).stage is Stage.DEVELOPMENT
+
+
+def test_worktrees_of_finished_tasks_are_removed(services: Services, tmp_path: Path) -> None:
+    store = services.store
+    done, _ = store.create_task_atomic(
+        "i-done", "DEMO-7", "r", "b", Stage.ANALYSIS, "t", project="demo"
+    )
+    live, _ = store.create_task_atomic(
+        "i-live", "DEMO-8", "r", "b", Stage.ANALYSIS, "t", project="demo"
+    )
+    store.move_task(done.id, Stage.CANCELLED, "cancelled")
+    worktrees = services.settings.repos_dir / "demo-worktrees"
+    for name in (done.id, live.id, "_deploy"):
+        (worktrees / name).mkdir(parents=True)
+    assert services.reconciler.sweep_worktrees() == 1
+    assert sorted(p.name for p in worktrees.iterdir()) == sorted([live.id, "_deploy"])
