@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -52,42 +53,48 @@ class Pipeline:
         Idempotent: create_task_atomic returns created=True once per work item, and a
         task that is not blocked is never restarted.
         """
+        after: list[Callable[[], object]] = []
         with self.store.issue_lock(issue.id):
-            task = self.store.get_task_by_issue(issue.id)
-            if task is None:
-                wi = work_item_id(project.work_item_prefix, issue.sequence_id, issue.id)
-                task, created = self.store.create_task_atomic(
-                    issue.id,
-                    wi,
-                    project.repo,
-                    branch_name(wi, issue.name),
-                    Stage.ANALYSIS,
-                    issue.name,
-                    project=project.name,
-                )
-                if created:
-                    with logs.bind(task_id=task.id, work_item=wi, stage=task.stage.value):
-                        log.info("task created (%s)", source)
-                        self.store.record(task.id, "start", f"started by {source}")
-                        self.status.set_issue_stage_state(task)
-                        self._enqueue(task)
-                    return "started"
-            if task.stage is Stage.BLOCKED:
-                return self._resume(task, source)
-            reason = (
-                f"ignored: task already {task.stage.value}"
-                if task.stage in FINISHED_STAGES
-                else f"ignored: task already running (stage {task.stage.value})"
-            )
-            self.store.record(task.id, "ignored", f"{reason} [{source}]")
-            return reason
+            decision = self._start(issue, project, source, after)
+        run_after(after)
+        return decision
 
-    def _resume(self, task: Task, source: str) -> str:
+    def _start(
+        self, issue: WorkItem, project: Project, source: str, after: list[Callable[[], object]]
+    ) -> str:
+        task = self.store.get_task_by_issue(issue.id)
+        if task is None:
+            wi = work_item_id(project.work_item_prefix, issue.sequence_id, issue.id)
+            task, created = self.store.create_task_atomic(
+                issue.id,
+                wi,
+                project.repo,
+                branch_name(wi, issue.name),
+                Stage.ANALYSIS,
+                issue.name,
+                project=project.name,
+            )
+            if created:
+                with logs.bind(task_id=task.id, work_item=wi, stage=task.stage.value):
+                    log.info("task created (%s)", source)
+                self.store.record(task.id, "start", f"started by {source}")
+                self._enqueue(task, after)
+                return "started"
+        if task.stage is Stage.BLOCKED:
+            return self._resume(task, source, after)
+        reason = (
+            f"ignored: task already {task.stage.value}"
+            if task.stage in FINISHED_STAGES
+            else f"ignored: task already running (stage {task.stage.value})"
+        )
+        self.store.record(task.id, "ignored", f"{reason} [{source}]")
+        return reason
+
+    def _resume(self, task: Task, source: str, after: list[Callable[[], object]]) -> str:
         resume_at = task.failed_stage or Stage.ANALYSIS
         stage = next_stage(Stage.BLOCKED, Outcome.RESUME, resume_stage=resume_at)
         task = self.store.move_task(task.id, stage, f"resumed by {source}", blocked_reason=None)
-        self.status.set_issue_stage_state(task)
-        self._enqueue(task)
+        self._enqueue(task, after)
         return f"resumed at {stage.value}"
 
     # -- verdict ----------------------------------------------------------------------
@@ -99,37 +106,47 @@ class Pipeline:
         Acts only on a task in `review` with no active job; a second verdict finds the
         task already moved and is ignored with its reason.
         """
-        verdict = "approved" if approved else "rejected"
+        after: list[Callable[[], object]] = []
         with self.store.issue_lock(issue.id):
-            task = self.store.get_task_by_issue(issue.id)
-            if task is None:
-                log.info("verdict %s for %s ignored: no task", verdict, issue.id)
-                return "ignored: no task"
-            if task.stage is not Stage.REVIEW:
-                reason = (
-                    f"ignored: verdict {verdict} for task not in review (stage {task.stage.value})"
-                )
-                self.store.record(task.id, "ignored", f"{reason} [{source}]")
-                return reason
-            active = self.store.active_job(task)
-            if active is not None:
-                reason = f"ignored: verdict {verdict} while job {active.id} is active"
-                self.store.record(task.id, "ignored", f"{reason} [{source}]")
-                return reason
-            fields: dict[str, object] = {}
-            if approved:
-                outcome = Outcome.APPROVED
-            else:
-                outcome = Outcome.REJECTED
-                fields["feedback"] = self._review_feedback(task, project)
-                fields["rework_count"] = task.rework_count + 1
-            stage = next_stage(
-                Stage.REVIEW, outcome, rework_count=task.rework_count, max_rework=project.max_rework
-            )
-            task = self.store.move_task(task.id, stage, f"verdict {verdict} [{source}]", **fields)
-            self.status.set_issue_stage_state(task)
-            self._enqueue(task)
-            return f"{verdict}: moved to {stage.value}"
+            decision = self._verdict(issue, project, approved, source, after)
+        run_after(after)
+        return decision
+
+    def _verdict(
+        self,
+        issue: WorkItem,
+        project: Project,
+        approved: bool,
+        source: str,
+        after: list[Callable[[], object]],
+    ) -> str:
+        verdict = "approved" if approved else "rejected"
+        task = self.store.get_task_by_issue(issue.id)
+        if task is None:
+            log.info("verdict %s for %s ignored: no task", verdict, issue.id)
+            return "ignored: no task"
+        if task.stage is not Stage.REVIEW:
+            reason = f"ignored: verdict {verdict} for task not in review (stage {task.stage.value})"
+            self.store.record(task.id, "ignored", f"{reason} [{source}]")
+            return reason
+        active = self.store.active_job(task)
+        if active is not None:
+            reason = f"ignored: verdict {verdict} while job {active.id} is active"
+            self.store.record(task.id, "ignored", f"{reason} [{source}]")
+            return reason
+        fields: dict[str, object] = {}
+        if approved:
+            outcome = Outcome.APPROVED
+        else:
+            outcome = Outcome.REJECTED
+            fields["feedback"] = self._review_feedback(task, project)
+            fields["rework_count"] = task.rework_count + 1
+        stage = next_stage(
+            Stage.REVIEW, outcome, rework_count=task.rework_count, max_rework=project.max_rework
+        )
+        task = self.store.move_task(task.id, stage, f"verdict {verdict} [{source}]", **fields)
+        self._enqueue(task, after)
+        return f"{verdict}: moved to {stage.value}"
 
     def _review_feedback(self, task: Task, project: Project) -> str:
         """Human comments posted since the task entered review, oldest first."""
@@ -165,13 +182,24 @@ class Pipeline:
             return "cancelled"
 
     # -- jobs -------------------------------------------------------------------------
-    def _enqueue(self, task: Task) -> Job | None:
+    def _enqueue(self, task: Task, after: list[Callable[[], object]]) -> Job | None:
+        """Create the stage's job now (under the lock); status and message after it."""
         job = self.store.create_job(task.id, task.stage)
+        after.append(lambda: self.status.set_issue_stage_state(task))
         if job is None:
             self.store.record(task.id, "ignored", "job not queued: another job is active")
             return None
-        self.jobs.send_job(job.id)
+        after.append(lambda: self.jobs.send_job(job.id))
         return job
+
+
+def run_after(actions: list[Callable[[], object]]) -> None:
+    """Follow-ups of a decision, once the work item's lock is released (Plane, queue)."""
+    for action in actions:
+        try:
+            action()
+        except Exception as exc:  # never-raise: a failed send is re-sent by the sweep
+            log.warning("follow-up failed: %s", exc)
 
 
 def _is_feedback(comment: Comment, since: datetime | None, own_user_id: str | None) -> bool:
