@@ -217,6 +217,26 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if any(r.error for r in reports) else 0
 
 
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from app.events import replay
+
+    services = Services(settings)
+    try:
+        results = replay(
+            services.store,
+            services.registry,
+            services.events,
+            event_id=args.event_id,
+            since=args.since,
+        )
+    finally:
+        services.close()
+    for event_id, decision in results:
+        print(f"{event_id}  {decision}")
+    print(f"{len(results)} event(s) replayed")
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     store = make_store(settings)
     matches = [t for t in store.list_tasks() if t.work_item_id == args.work_item.upper()]
@@ -344,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("reconcile", help="run one reconcile pass now, in this process")
     rec.add_argument("--project", default=None, help="one project (default: all)")
     rec.set_defaults(func=cmd_reconcile)
+
+    rp = sub.add_parser("replay", help="run stored webhook events through the handlers again")
+    rp_which = rp.add_mutually_exclusive_group(required=True)
+    rp_which.add_argument("event_id", nargs="?", help="a pf:events id, e.g. 1795534740882-0")
+    rp_which.add_argument("--since", help="all events since a stream id or a unix time (ms)")
+    rp.set_defaults(func=cmd_replay)
 
     explain = sub.add_parser("explain", help="why a work item is where it is: its decisions")
     explain.add_argument("work_item", help="e.g. ORCH-12")

@@ -95,6 +95,38 @@ class EventProcessor:
         return self.route(item, project, source="verdict given while the review job ran")
 
 
+def replay(
+    store: Store,
+    registry: Registry,
+    processor: EventProcessor,
+    *,
+    event_id: str | None = None,
+    since: str | None = None,
+) -> list[tuple[str, str]]:
+    """Run stored Plane events (`pf:events`) through the same handlers again.
+
+    Safe by construction: the handlers read the current state and are idempotent, so a
+    replay can only do what a late webhook would. Returns (event id, decision) pairs.
+    """
+    start, end = (event_id, event_id) if event_id else (since or "-", "+")
+    out = []
+    for entry_id, fields in store.r.xrange(store.keys.events, start, end):
+        if fields.get("source") != "plane" or fields.get("event") != "issue":
+            continue
+        project = registry.get(fields.get("project", ""))
+        if project is None:
+            out.append((entry_id, f"skipped: project {fields.get('project')!r} unknown"))
+            continue
+        payload = {
+            "project_id": project.plane_project_id,
+            "issue_id": fields.get("issue"),
+            "actor_id": fields.get("actor"),
+            "event_id": f"{entry_id} (replay)",
+        }
+        out.append((entry_id, processor.process(payload)))
+    return out
+
+
 def own_user_id(configured: str | None, store: Store, plane: PlaneClient) -> str | None:
     """Our Plane user id: configured, cached in Redis, or asked once from `users/me`."""
     if configured:

@@ -28,6 +28,7 @@ def cli_env(
     )
     monkeypatch.setenv("ORCH_REDIS_URL", redis_server.url)
     monkeypatch.setenv("ORCH_PROJECTS_FILE", str(registry))
+    monkeypatch.setenv("ORCH_PLANE_USER_ID", "our-bot")
 
 
 def test_tasks_explain_and_status(
@@ -53,3 +54,6 @@ def test_tasks_explain_and_status(
     assert main(["status"]) == 0
     out = capsys.readouterr().out
     assert "demo" in out and "never" in out and "replays:demo=2" in out
+
+    assert main(["replay", "--since", "-"]) == 0
+    assert "0 event(s) replayed" in capsys.readouterr().out

@@ -218,3 +218,40 @@ def test_stale_event_reads_the_current_state(
     )
     assert decision == "ignored: state 'Backlog' is not a trigger"
     assert services.store.get_task_by_issue(item.id) is None
+
+
+def test_replay_runs_stored_events_through_the_same_handlers(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    from app.events import replay
+
+    item = first_item(sandbox_plane)
+    move(sandbox_plane, item, "To Analyse")
+    keys = services.store.keys
+    services.store.r.xadd(
+        keys.events,
+        {
+            "source": "plane",
+            "event": "issue",
+            "project": "demo",
+            "issue": item.id,
+            "actor": "human",
+            "outcome": "process",
+        },
+    )
+    services.store.r.xadd(
+        keys.events,
+        {
+            "source": "plane",
+            "event": "issue",
+            "project": "gone",
+            "issue": "x",
+            "actor": "human",
+            "outcome": "process",
+        },
+    )
+    first = replay(services.store, services.registry, services.events, since="-")
+    assert [d for _, d in first] == ["started", "skipped: project 'gone' unknown"]
+    again = replay(services.store, services.registry, services.events, event_id=first[0][0])
+    assert again[0][1].startswith("ignored:")  # idempotent by construction
+    assert len(services.store.list_tasks()) == 1
