@@ -29,11 +29,6 @@ from app.store import Store
 
 log = logging.getLogger(__name__)
 
-_RELEASE_IF_HOLDER = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 @dataclass
 class JobRunner:
@@ -331,7 +326,7 @@ class JobRunner:
         return f"blocked: {reason}"
 
     def release_deploy_slot(self, project: Project, task_id: str) -> None:
-        self.store.r.eval(_RELEASE_IF_HOLDER, 1, self.store.keys.deploy_lock(project.repo), task_id)
+        self.store.release_deploy_slot(project.repo, task_id)
 
     def _cleanup(self, project: Project, task: Task) -> None:
         try:

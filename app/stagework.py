@@ -349,11 +349,10 @@ class StageWork:
 
     # -- deploy -------------------------------------------------------------------------
     def awaiting_deploy(self, task: Task, job: Job, project: Project) -> StageResult:
-        key = self.store.keys.deploy_lock(project.repo)
-        ttl = int(project.deploy_timeout_s + project.health_window_s + 3600)
-        if self.store.r.set(key, task.id, nx=True, ex=ttl) or self.store.r.get(key) == task.id:
+        ttl = project.deploy_timeout_s + project.health_window_s + 3600
+        holder = self.store.take_deploy_slot(project.repo, task.id, ttl)
+        if holder is None:
             return StageResult(Outcome.SUCCESS, f"deploy slot of {project.repo} taken")
-        holder = self.store.r.get(key)
         return StageResult(
             None,
             f"waiting for the deploy slot of {project.repo} (task {holder} is deploying)",

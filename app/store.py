@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import redis
@@ -319,6 +319,28 @@ class Store:
     def cancel_job(self, job_id: str) -> Job:
         """Mark a job cancelled (its runner stops the agent when it sees this)."""
         return self.finish_job(job_id, "cancelled", state=JobState.CANCELLED)
+
+    # -- deploy slot -------------------------------------------------------------
+    def _deploy_lock(self, repo: str, ttl_s: float = 3600) -> Any:
+        return self.r.lock(self.keys.deploy_lock(repo), timeout=ttl_s, thread_local=False)
+
+    def take_deploy_slot(self, repo: str, task_id: str, ttl_s: float) -> str | None:
+        """Hold the repo's deploy slot for the task (idempotent); else return its holder.
+
+        redis-py's Lock with the task id as its token: the slot outlives the job that
+        took it and is released by whichever job ends the task's deploy.
+        """
+        if self._deploy_lock(repo, ttl_s).acquire(blocking=False, token=task_id):
+            return None
+        holder = self.r.get(self.keys.deploy_lock(repo))
+        return None if holder == task_id else (holder or "?")
+
+    def release_deploy_slot(self, repo: str, task_id: str) -> None:
+        """Free the slot if this task holds it; never another task's."""
+        lock = self._deploy_lock(repo)
+        lock.local.token = task_id
+        with suppress(LockError):  # not held, or held by another task
+            lock.release()
 
     # -- counters ---------------------------------------------------------------
     def incr_counter(self, name: str, amount: int = 1) -> None:

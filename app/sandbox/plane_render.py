@@ -77,42 +77,16 @@ def render_item(
 
 
 def render_item_webhook(world: World, project: Project, item: Item) -> dict[str, Any]:
-    """`data` of an issue webhook: the state is an object, descriptions in three forms."""
-    state = project.states[item.state_id]
-    stripped = re.sub(r"<[^>]+>", "", item.description_html)
-    return {
-        "id": item.id,
-        "labels": [],
-        "assignees": [],
-        "state": state_object(state),
-        "description": {},
-        "created_at": ts(item.created_at),
-        "updated_at": ts(item.updated_at),
-        "deleted_at": None,
-        "point": None,
-        "name": item.name,
-        "description_json": {},
-        "description_html": item.description_html,
-        "description_stripped": stripped,
-        "description_binary": None,
-        "priority": item.priority,
-        "start_date": None,
-        "target_date": None,
-        "sequence_id": item.sequence_id,
-        "sort_order": item.sort_order,
-        "completed_at": None,
-        "archived_at": None,
-        "is_draft": False,
-        "external_source": item.external_source,
-        "external_id": item.external_id,
-        "created_by": item.created_by,
-        "updated_by": item.updated_by,
-        "project": project.id,
-        "workspace": world.workspace_id,
-        "parent": None,
-        "estimate_point": None,
-        "type": None,
-    }
+    """`data` of an issue webhook: the API rendering with the state as an object, no
+    `type_id`, and the description in three more forms."""
+    data = render_item(world, project, item, expand=frozenset({"state"}))
+    del data["type_id"]
+    data.update(
+        description={},
+        description_json={},
+        description_stripped=re.sub(r"<[^>]+>", "", item.description_html),
+    )
+    return data
 
 
 def render_comment(

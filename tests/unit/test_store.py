@@ -118,3 +118,13 @@ def test_counters_are_shared_hash(store: Store) -> None:
     store.incr_counter("plane_calls")
     store.incr_counter("plane_calls", 2)
     assert store.counters() == {"plane_calls": 3}
+
+
+def test_deploy_slot_is_held_by_one_task_and_freed_only_by_it(store: Store) -> None:
+    assert store.take_deploy_slot("repo", "1", ttl_s=60) is None
+    assert store.take_deploy_slot("repo", "1", ttl_s=60) is None  # idempotent for the holder
+    assert store.take_deploy_slot("repo", "2", ttl_s=60) == "1"
+    store.release_deploy_slot("repo", "2")  # not the holder: nothing happens
+    assert store.take_deploy_slot("repo", "2", ttl_s=60) == "1"
+    store.release_deploy_slot("repo", "1")
+    assert store.take_deploy_slot("repo", "2", ttl_s=60) is None
