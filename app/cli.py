@@ -134,16 +134,12 @@ def check_webhook_secrets(settings: Settings, registry: Registry) -> None:
 def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web as aioweb
 
-    from app.queue import Dispatcher, make_redis_broker
     from app.web import create_app
 
     registry = load_registry(settings.projects_file)
     check_webhook_secrets(settings, registry)
     client = connect(settings.redis_url)
-    broker = make_redis_broker(settings.redis_url)
-    app = create_app(
-        settings, registry=registry, redis_client=client, dispatcher=Dispatcher(broker)
-    )
+    app = create_app(settings, registry=registry, redis_client=client)
     host, port = args.host or settings.web_host, args.port or settings.web_port
     print(
         f"planeflow web on http://{host}:{port} (redis {redacted_url(settings.redis_url)}, "
@@ -153,7 +149,6 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     try:
         aioweb.run_app(app, host=host, port=port, print=None, access_log=None)
     finally:
-        broker.close()
         client.close()
     return 0
 

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 8080
     webhook_max_body: int = 1024 * 1024
+    webhook_read_idle_s: float = 10.0  # no body byte for this long -> 408
+    ingest_redis_timeout_s: float = 0.5  # a hung Redis sends webhooks to the spool this fast
     events_maxlen: int = 100_000
     delivery_ttl_s: int = 7 * 24 * 3600
 

@@ -232,7 +232,6 @@ class Demo:
                 self.settings,
                 registry=self.registry,
                 redis_client=self.services.store.r,
-                dispatcher=self.services.dispatcher,
             ),
             port=web_port,
         ).start()

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from app.domain.errors import PlaneError, TemporaryError
+from app.domain.ids import why_not_uuid
 from app.domain.models import Task
 from app.pipeline import Pipeline
 from app.plane.client import PlaneClient
@@ -39,12 +40,22 @@ class EventProcessor:
         self.pipeline = pipeline
 
     def process(self, payload: dict[str, Any]) -> str:
-        """Handle one `process_event` message; TemporaryError asks Dramatiq to retry."""
-        source = f"webhook {payload.get('event_id', '?')}"
+        """Handle one `process_event` message; TemporaryError asks Dramatiq to retry.
+
+        Clears the work item's fold marker first, so a delivery that arrives while the
+        work item is read queues a new event instead of folding into this one.
+        """
+        event_id = str(payload.get("event_id", "?"))
+        source = f"webhook {event_id}"
         project = self.registry.by_plane_id(str(payload.get("project_id")))
         issue_id = payload.get("issue_id")
         if project is None or not issue_id:
             return "ignored: unknown project or no work item"
+        invalid = why_not_uuid("work item id", issue_id)
+        if invalid:  # never reaches a URL or a key; a retry cannot fix it
+            log.warning("event %s ignored: %s", event_id, invalid)
+            return f"ignored: {invalid}"
+        self.store.clear_fold(issue_id, event_id)
         own = self.pipeline.own_user_id
         if own and payload.get("actor_id") == own:
             task = self.store.get_task_by_issue(issue_id)
@@ -58,6 +69,9 @@ class EventProcessor:
         except PlaneError as exc:
             if exc.status == 404:
                 return "ignored: work item no longer exists"
+            if not exc.retryable:
+                log.warning("event %s: cannot read work item %s: %s", event_id, issue_id, exc)
+                return f"ignored: cannot read the work item ({exc})"
             raise TemporaryError(f"cannot read work item {issue_id}: {exc}") from exc
         return self.route(item, project, source=source)
 

@@ -1,35 +1,48 @@
-"""Durable ingest of verified webhooks: dedup, the `pf:events` stream, the event queue.
+"""Durable ingest of verified webhooks: one Redis script call per batch, the spool otherwise.
 
-`accept` answers what the receiver returns. One Lua call sets the dedup marker (the
-SHA-256 of the raw body; Plane's retries resend identical bytes under a new delivery
-id) and appends the event to `pf:events`; then the event is enqueued for the worker
-and the marker flips from `pending:<id>` to `done:<id>`. When Redis is unreachable
-the event goes to the local spool and is still acknowledged; `drain` replays the spool
-in order once Redis answers, re-enqueueing events whose marker is still pending.
+This is the receiver's fast path and, with the store, the one place that talks to Redis
+directly (through `redis.asyncio`, on the event loop: no executor hop). Concurrent
+requests are grouped: while one batch's script runs, the next requests wait in a list,
+and they go together in the next call (group commit). No request is answered before its
+batch's reply (or its spool fsync) is back.
+
+For each event the script, atomically: checks the dedup marker `pf:delivery:<sha256>`
+(Plane's retries resend identical bytes; an existing marker means a duplicate), appends
+the event to `pf:events`, writes its Dramatiq message (the `.msgs` hash and the queue
+list, exactly as dramatiq's RedisBroker does), and records the project's last-webhook
+time. So there is never an acknowledged event without its message.
+
+A state delivery for a work item whose `process_event` is still queued folds into it
+(`pf:fold:<issue>`: one Plane read for a burst of edits, not one per edit). The worker
+clears the marker when it starts the event. A delivery from our own Plane user never
+absorbs a human's: the human's gets its own message.
+
+When Redis fails or answers slowly (short timeouts: a hung Redis costs about half a
+second) the batch goes to the spool (one fsync) and is acknowledged; while anything
+waits in the spool, new events queue behind it, and the drainer moves them into Redis
+in order through the same script.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from app.keys import Keys
-from app.queue import Dispatcher
+from app.queue import prepare_message
 from app.spool import Entry, Spool
 
 log = logging.getLogger(__name__)
-
-_RECORD = """
-local existing = redis.call('GET', KEYS[1])
-if existing then return {0, existing} end
-local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
-redis.call('SET', KEYS[1], 'pending:' .. id, 'EX', ARGV[1])
-return {1, id}
-"""
 
 PROCESS = "process"
 # Entry fields stored in the stream (the body last: it is the long one).
@@ -48,6 +61,65 @@ STREAM_FIELDS = (
     "spooled",
     "body",
 )
+# Per event: the marker, the fold marker, the queue list and the queue's message hash.
+_KEYS_PER_EVENT = 4
+_STORED, _DUPLICATE, _FOLDED = 1, 0, 2
+
+_RECORD_BATCH = """
+local maxlen, ttl, fold_ttl, own_cfg = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local n = tonumber(ARGV[5])
+local me = redis.call('GET', KEYS[3])
+local out = {}
+local a = 6
+for i = 1, n do
+  local k = 3 + (i - 1) * 4
+  local marker, fold_key, qlist, qmsgs = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local nf = tonumber(ARGV[a])
+  local fields = {}
+  for j = 1, nf do fields[j] = ARGV[a + j] end
+  a = a + nf + 1
+  local fold, actor, project, received = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local prefix, suffix, msg_id = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+  a = a + 7
+  local existing = redis.call('GET', marker)
+  if existing then
+    out[i] = {0, existing, ''}
+  else
+    local own = actor ~= '' and (actor == own_cfg or actor == me)
+    local into = false
+    if fold == '1' then
+      local queued = redis.call('GET', fold_key)
+      if queued then
+        local qid, qown = string.match(queued, '^(.*)|([01])$')
+        if qid and not (qown == '1' and not own) then into = qid end
+      end
+    end
+    if into then
+      for j = 1, nf, 2 do
+        if fields[j] == 'outcome' then fields[j + 1] = 'folded: ' .. into end
+      end
+    end
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(fields))
+    redis.call('SET', marker, id, 'EX', ttl)
+    if into then
+      out[i] = {2, id, into}
+    else
+      if prefix ~= '' then
+        redis.call('HSET', qmsgs, msg_id, prefix .. id .. suffix)
+        redis.call('RPUSH', qlist, msg_id)
+        if fold == '1' then
+          redis.call('SET', fold_key, id .. '|' .. (own and '1' or '0'), 'EX', fold_ttl)
+        end
+      end
+      out[i] = {1, id, ''}
+    end
+    if project ~= '' then redis.call('HSET', KEYS[2], project, received) end
+  end
+end
+return out
+"""
+
+REDIS_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -56,76 +128,208 @@ class Answer:
     body: dict[str, Any]
 
 
+def connect_async(url: str, *, timeout_s: float = 0.5) -> aioredis.Redis:
+    """The ingest client: short timeouts and no retries, so a hung Redis spools fast."""
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry_on_timeout=False,
+        # One immediate retry on a dropped connection (a Redis restart, fakeredis's TCP
+        # server after an error reply); a timeout is never retried: the spool is faster.
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+        max_connections=8,
+    )
+
+
 class Ingest:
     def __init__(
         self,
-        client: Any,
+        client: aioredis.Redis,
         keys: Keys,
-        dispatcher: Dispatcher,
         spool: Spool,
         *,
+        own_user_id: str | None = None,
         events_maxlen: int = 100_000,
         delivery_ttl_s: int = 7 * 24 * 3600,
+        fold_ttl_s: int = 600,
+        timeout_s: float = 1.0,
+        max_batch: int = 256,
         count: Callable[[str, str], None] | None = None,
     ) -> None:
         self.r = client
         self.keys = keys
-        self.dispatcher = dispatcher
         self.spool = spool
+        self.own_user_id = own_user_id or ""
         self.events_maxlen = events_maxlen
         self.delivery_ttl_s = delivery_ttl_s
+        self.fold_ttl_s = fold_ttl_s
+        self.timeout_s = timeout_s
+        self.max_batch = max_batch
         self._count = count or (lambda source, outcome: None)
-        self._record = client.register_script(_RECORD)
+        self._sha = hashlib.sha1(_RECORD_BATCH.encode()).hexdigest()
+        self._waiting: list[tuple[Entry, asyncio.Future[Answer]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        # Held while deciding "Redis or spool" and while claiming a spool file, so a
+        # batch never reaches Redis ahead of older events still waiting in the spool.
+        self._order = asyncio.Lock()
 
-    def accept(self, entry: Entry) -> Answer:
+    # -- the request path --------------------------------------------------------------
+    async def accept(self, entry: Entry) -> Answer:
         """Store one verified event; 202 once durable (Redis or spool), 200 if a duplicate."""
-        if self.spool.files():
-            # Keep arrival order: while older events wait in the spool, queue behind them.
-            return self._spool(entry)
-        try:
-            answer = self.record(entry)
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
-            log.warning("redis unreachable (%s): spooling %s event", exc, entry["source"])
-            return self._spool(entry)
-        self._count(entry["source"], "duplicate" if answer.status == 200 else entry["outcome"])
-        return answer
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._waiting.append((entry, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
 
-    def _spool(self, entry: Entry) -> Answer:
-        self.spool.append({**entry, "spooled": "1"})
-        self._count(entry["source"], "spooled")
-        return Answer(202, {"accepted": True, "spooled": True})
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch = self._waiting[: self.max_batch]
+            del self._waiting[: self.max_batch]
+            try:
+                async with self._order:
+                    answers = await self._commit([entry for entry, _ in batch])
+            except Exception as exc:  # the spool failed too (disk full, ...): say so
+                log.exception("ingest: %d event(s) could not be stored anywhere", len(batch))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), answer in zip(batch, answers, strict=True):
+                if not future.done():
+                    future.set_result(answer)
 
-    def record(self, entry: Entry, *, from_spool: bool = False) -> Answer:
-        marker = self.keys.delivery(entry["sha256"])
+    async def _commit(self, entries: list[Entry]) -> list[Answer]:
+        if not self.spool.has_backlog:
+            try:
+                answers = await self.record(entries)
+            except REDIS_ERRORS as exc:
+                log.warning(
+                    "redis unavailable (%s: %s): spooling %d event(s)",
+                    type(exc).__name__,
+                    exc,
+                    len(entries),
+                )
+            else:
+                for entry, answer in zip(entries, answers, strict=True):
+                    self._count(entry["source"], _outcome(entry, answer))
+                return answers
+        await asyncio.get_running_loop().run_in_executor(
+            None, self.spool.append, [{**e, "spooled": "1"} for e in entries]
+        )
+        for entry in entries:
+            self._count(entry["source"], "spooled")
+        return [Answer(202, {"accepted": True, "spooled": True}) for _ in entries]
+
+    # -- the script ----------------------------------------------------------------------
+    async def record(self, entries: list[Entry]) -> list[Answer]:
+        """Run the batch script; raises a Redis error (or TimeoutError) when Redis fails."""
+        keys: list[str] = [self.keys.events, self.keys.webhooks_last, self.keys.plane_me]
+        args: list[Any] = [
+            self.events_maxlen,
+            self.delivery_ttl_s,
+            self.fold_ttl_s,
+            self.own_user_id,
+            len(entries),
+        ]
+        for entry in entries:
+            self._add(entry, keys, args)
+        async with asyncio.timeout(self.timeout_s):
+            try:
+                results = await self.r.evalsha(self._sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:  # first call on this server: EVAL caches it
+                results = await self.r.eval(_RECORD_BATCH, len(keys), *keys, *args)
+        return [_answer(entry, result) for entry, result in zip(entries, results, strict=True)]
+
+    def _add(self, entry: Entry, keys: list[str], args: list[Any]) -> None:
         fields: list[str] = []
         for name in STREAM_FIELDS:
             fields += [name, str(entry.get(name) or "")]
-        created, value = self._record(
-            keys=[marker, self.keys.events], args=[self.delivery_ttl_s, self.events_maxlen, *fields]
+        queued = entry["outcome"] == PROCESS
+        message = (
+            prepare_message(entry["queue"], entry["actor_name"], entry.get("payload", {}))
+            if queued
+            else None
         )
-        value = value.decode() if isinstance(value, bytes) else str(value)
-        if not created:
-            state, _, event_id = value.partition(":")
-            if not (from_spool and state == "pending"):
-                return Answer(200, {"duplicate": True, "event_id": event_id})
-        else:
-            event_id = value
-        if entry["outcome"] == PROCESS:
-            self.dispatcher.send(
-                entry["queue"],
-                entry["actor_name"],
-                {**entry.get("payload", {}), "event_id": event_id},
-            )
-        self.r.set(marker, f"done:{event_id}", keepttl=True)
-        if entry["source"] == "plane" and entry["outcome"] != "unknown_project":
-            # The webhook-loss meter: when did this project's webhooks last arrive?
-            self.r.hset(self.keys.webhooks_last, entry["project"], entry["received_at"])
-        return Answer(202, {"accepted": True, "event_id": event_id, "outcome": entry["outcome"]})
+        fold = queued and bool(entry.get("fold"))
+        list_key, msgs_key = (message.list_key, message.msgs_key) if message else ("-", "-")
+        fold_key = self.keys.fold(str(entry.get("issue"))) if fold else "-"
+        keys += [self.keys.delivery(entry["sha256"]), fold_key, list_key, msgs_key]
+        last_webhook = entry["source"] == "plane" and entry["outcome"] != "unknown_project"
+        args += [len(fields), *fields]
+        args += [
+            "1" if fold else "0",
+            str(entry.get("actor") or ""),
+            str(entry["project"]) if last_webhook else "",
+            str(entry["received_at"]),
+            message.prefix if message else "",
+            message.suffix if message else "",
+            message.message_id if message else "",
+        ]
 
-    def drain(self) -> int:
-        """Replay spooled events into Redis, in order; returns how many were stored."""
-        return self.spool.drain(lambda entry: self._drain_one(entry))
+    # -- the spool -----------------------------------------------------------------------
+    async def drain(self) -> int:
+        """Move spooled events into Redis, oldest file first; returns how many were stored.
 
-    def _drain_one(self, entry: Entry) -> None:
-        answer = self.record(entry, from_spool=True)
-        self._count(entry["source"], "drained" if answer.status == 202 else "duplicate")
+        Stops at the first Redis failure (the file stays for the next pass). Re-sending
+        an event that reached Redis before is harmless: its marker makes it a duplicate.
+        """
+        moved = 0
+        loop = asyncio.get_running_loop()
+        while True:
+            async with self._order:
+                claim = await loop.run_in_executor(None, self.spool.claim)
+                if claim is None:
+                    self.spool.mark_drained()
+                    return moved
+            try:
+                for start in range(0, len(claim.entries), self.max_batch):
+                    chunk = claim.entries[start : start + self.max_batch]
+                    for entry, answer in zip(chunk, await self.record(chunk), strict=True):
+                        self._count(
+                            entry["source"], "drained" if answer.status == 202 else "duplicate"
+                        )
+                    moved += len(chunk)
+            except REDIS_ERRORS as exc:
+                await loop.run_in_executor(None, claim.release)
+                log.info("spool: drain paused (%s: %s)", type(exc).__name__, exc)
+                return moved
+            await loop.run_in_executor(None, claim.finish)
+
+    async def drain_forever(self, interval_s: float) -> None:
+        while True:
+            try:
+                if self.spool.has_backlog:
+                    started = time.monotonic()
+                    moved = await self.drain()
+                    if moved:
+                        log.info(
+                            "spool: %d event(s) moved into Redis in %.2fs",
+                            moved,
+                            time.monotonic() - started,
+                        )
+            except Exception:
+                log.exception("spool drain failed; will retry")
+            await asyncio.sleep(interval_s)
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+
+
+def _answer(entry: Entry, result: list[Any]) -> Answer:
+    code, event_id, into = int(result[0]), str(result[1]), str(result[2])
+    if code == _DUPLICATE:
+        return Answer(200, {"duplicate": True, "event_id": event_id})
+    body: dict[str, Any] = {"accepted": True, "event_id": event_id, "outcome": entry["outcome"]}
+    if code == _FOLDED:
+        body.update(outcome="folded", folded_into=into)
+    return Answer(202, body)
+
+
+def _outcome(entry: Entry, answer: Answer) -> str:
+    if answer.status == 200:
+        return "duplicate"
+    return str(answer.body.get("outcome", entry["outcome"]))

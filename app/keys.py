@@ -20,8 +20,13 @@ class Keys:
         return f"{self.prefix}events"
 
     def delivery(self, body_sha256: str) -> str:
-        """Dedup marker of one webhook body (SET NX with a TTL)."""
+        """Dedup marker of one webhook body: its `pf:events` id (set with a TTL)."""
         return f"{self.prefix}delivery:{body_sha256}"
+
+    def fold(self, plane_issue_id: str) -> str:
+        """String `<event id>|<1 if our own user>`: a `process_event` of this work item is
+        queued and not started yet, so later state deliveries fold into it (TTL)."""
+        return f"{self.prefix}fold:{plane_issue_id}"
 
     # -- tasks ----------------------------------------------------------------
     @property

@@ -342,6 +342,15 @@ class Store:
         with suppress(LockError):  # not held, or held by another task
             lock.release()
 
+    # -- event folding ------------------------------------------------------------
+    def clear_fold(self, plane_issue_id: str, event_id: str) -> bool:
+        """The worker starts `event_id`: later deliveries of the work item queue anew.
+
+        Compare-and-delete: a marker that names a newer event (a human's delivery queued
+        behind one of our echoes) stays. True when the marker was ours and is gone.
+        """
+        return bool(self.r.eval(_CLEAR_FOLD, 1, self.keys.fold(plane_issue_id), event_id + "|"))
+
     # -- counters ---------------------------------------------------------------
     def incr_counter(self, name: str, amount: int = 1) -> None:
         self.r.hincrby(self.keys.counters, name, amount)
@@ -353,6 +362,15 @@ class Store:
 _CLEAR_IF_EQUAL = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   return redis.call('HSET', KEYS[1], ARGV[1], '')
+end
+return 0
+"""
+
+
+_CLEAR_FOLD = """
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, string.len(ARGV[1])) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
 end
 return 0
 """

@@ -28,8 +28,17 @@ class StoreError(PlaneflowError):
 class PlaneError(PlaneflowError):
     """A Plane API call failed after its retries."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, *, retryable: bool | None = None
+    ) -> None:
         self.status = status
+        # A 4xx other than 408/429 (or a request that cannot be made) fails the same way
+        # every time: not worth a retry.
+        self.retryable = (
+            retryable
+            if retryable is not None
+            else status is None or status >= 500 or status in (408, 429)
+        )
         super().__init__(message)
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
@@ -74,8 +75,11 @@ class PlaneClient:
 
     # -- transport ----------------------------------------------------------------
     def _path(self, project_id: str, *parts: str) -> str:
-        tail = "".join(f"{p}/" for p in parts)
-        return f"/api/v1/workspaces/{self.workspace}/projects/{project_id}/{tail}"
+        """An API path; every segment quoted, so an id can never change the path."""
+        segments = [self.workspace, "projects", project_id, *parts]
+        if any(p in ("", ".", "..") for p in segments):
+            raise PlaneError(f"invalid path segment in {segments!r}", retryable=False)
+        return "/api/v1/workspaces/" + "".join(f"{quote(p, safe='')}/" for p in segments)
 
     def _backoff(self, attempt: int) -> float:
         return float(self._backoff_base_s * (2**attempt) * (0.5 + random.random()))
@@ -107,6 +111,8 @@ class PlaneClient:
             self.count("plane_calls")
             try:
                 resp = self._http.request(method, path, params=params, json=json)
+            except httpx.InvalidURL as exc:  # the same request fails the same way again
+                raise PlaneError(f"{what}: invalid request: {exc}", retryable=False) from exc
             except httpx.TransportError as exc:  # connect errors and timeouts
                 self.count("plane_transport_errors")
                 if last:

@@ -1,24 +1,57 @@
 """Webhook signatures: hex HMAC-SHA256 of the raw body, compared in constant time.
 
 Plane sends it in `X-Plane-Signature`, Gitea in `X-Gitea-Signature`; both are the
-lowercase hex digest of the exact bytes received (never re-serialised JSON).
+lowercase hex digest of the exact bytes received (never re-serialised JSON). A header
+that is missing, not ASCII or not 64 hex digits never matches; nothing here raises.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import string
+from collections.abc import Iterable
+
+_HEX = frozenset(string.hexdigits.encode())
 
 
 def signature(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
+def header_digest(header: str | None) -> bytes | None:
+    """The header as lowercase hex bytes, or None when it cannot be a signature."""
+    if not header:
+        return None
+    try:
+        raw = header.strip().encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    if len(raw) != 64 or not _HEX.issuperset(raw):
+        return None
+    return raw.lower()
+
+
+def matching(secrets: Iterable[str], body: bytes, header: str | None) -> set[str]:
+    """The secrets (non-empty ones) whose signature of `body` is `header`.
+
+    Every secret is compared, in constant time each, whatever matched before.
+    """
+    digest = header_digest(header)
+    if digest is None:
+        return set()
+    found = set()
+    for secret in secrets:
+        if secret:
+            expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+            if hmac.compare_digest(expected.encode("ascii"), digest):
+                found.add(secret)
+    return found
+
+
 def verify(secret: str, body: bytes, header: str | None) -> bool:
     """True when `header` is the signature of `body`; False for an empty secret."""
-    if not secret or not header:
-        return False
-    return hmac.compare_digest(signature(secret, body), header.strip().lower())
+    return bool(matching([secret], body, header))
 
 
 def body_sha256(body: bytes) -> str:

@@ -137,11 +137,7 @@ def make_stack(
     worker, services = start_worker(
         cfg, threads=4, services=services, client=redis.Redis.from_url(cfg.redis_url)
     )
-    web = ServedApp(
-        create_app(
-            cfg, registry=registry, redis_client=services.store.r, dispatcher=services.dispatcher
-        )
-    )
+    web = ServedApp(create_app(cfg, registry=registry, redis_client=services.store.r))
     runner.sandbox.sender.configure(web.url + "/webhooks/plane", SECRET)
     try:
         stack = Stack(services, runner, remote)

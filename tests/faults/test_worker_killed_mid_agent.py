@@ -72,7 +72,7 @@ def test_killed_worker_job_is_redelivered_and_finishes(
     real_store: Store,
     sandbox_plane: SandboxPlaneRunner,
 ) -> None:
-    from app.queue import Dispatcher, make_redis_broker
+    from app.queue import EVENTS_QUEUE, PROCESS_EVENT, Dispatcher, make_redis_broker
     from app.sandbox.plane_runner import DEMO_PROJECT_ID
 
     item = first_item(sandbox_plane)
@@ -83,8 +83,15 @@ def test_killed_worker_job_is_redelivered_and_finishes(
     workers.append(first := WorkerProcess(env, tmp_path / "w1.log"))
     move(sandbox_plane, item, "To Analyse")
     broker = make_redis_broker(env["ORCH_REDIS_URL"])
-    Dispatcher(broker).send_event(
-        {"project_id": DEMO_PROJECT_ID, "issue_id": item.id, "actor_id": "human", "event_id": "e-1"}
+    Dispatcher(broker).send(
+        EVENTS_QUEUE,
+        PROCESS_EVENT,
+        {
+            "project_id": DEMO_PROJECT_ID,
+            "issue_id": item.id,
+            "actor_id": "human",
+            "event_id": "e-1",
+        },
     )
     broker.close()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.queue import Dispatcher, make_redis_broker
+from app.queue import EVENTS_QUEUE, PROCESS_EVENT, Dispatcher, make_redis_broker
 from app.sandbox.plane_runner import BOT_KEY, DEMO_PROJECT_ID, SandboxPlaneRunner
 from app.store import Store
 from tests.conftest import REPO_ROOT, RedisServer
@@ -91,13 +91,15 @@ def send_start(redis_server: RedisServer, sandbox_plane: SandboxPlaneRunner, slo
     move(sandbox_plane, item, "To Analyse")
     sandbox_plane.sandbox.faults[item.id] = f"slow:{slow_s}"  # reading the item takes a while
     broker = make_redis_broker(redis_server.url)
-    Dispatcher(broker).send_event(
+    Dispatcher(broker).send(
+        EVENTS_QUEUE,
+        PROCESS_EVENT,
         {
             "project_id": DEMO_PROJECT_ID,
             "issue_id": item.id,
             "actor_id": "human",
             "event_id": "test-1",
-        }
+        },
     )
     broker.close()
     return item.id

@@ -255,3 +255,54 @@ def test_replay_runs_stored_events_through_the_same_handlers(
     again = replay(services.store, services.registry, services.events, event_id=first[0][0])
     assert again[0][1].startswith("ignored:")  # idempotent by construction
     assert len(services.store.list_tasks()) == 1
+
+
+@pytest.mark.parametrize(
+    "issue_id",
+    ["../../../../../users/me", "../../other/work-items/x", "1ab9770d-8f54-4954-a3c2\x00"],
+)
+def test_invalid_work_item_id_is_ignored_without_a_plane_call(
+    services: Services, sandbox_plane: SandboxPlaneRunner, issue_id: str
+) -> None:
+    project = services.registry.projects["demo"]
+    processor = services.events  # built first: it asks Plane for our own user once
+    before = len(sandbox_plane.sandbox.request_log)
+    decision = processor.process(
+        {"project_id": project.plane_project_id, "issue_id": issue_id, "event_id": "1-0"}
+    )
+    assert decision.startswith("ignored: work item id")  # returned, not raised: no retry
+    assert len(sandbox_plane.sandbox.request_log) == before
+
+
+def test_path_segments_are_quoted(services: Services, sandbox_plane: SandboxPlaneRunner) -> None:
+    from app.domain.errors import PlaneError
+
+    project = services.registry.projects["demo"]
+    with pytest.raises(PlaneError) as err:
+        services.plane.get_work_item(project.plane_project_id, "../../../../../users/me")
+    assert err.value.status == 404 and not err.value.retryable
+    # the id stayed one segment: the request reached the work-item route, not users/me
+    _, path = sandbox_plane.sandbox.request_log[-1]
+    assert path.startswith(
+        f"/api/v1/workspaces/acme/projects/{project.plane_project_id}/work-items/"
+    )
+    with pytest.raises(PlaneError) as dots:
+        services.plane.get_work_item(project.plane_project_id, "..")
+    assert not dots.value.retryable and sandbox_plane.sandbox.request_log[-1][1] == path
+
+
+def test_starting_an_event_clears_its_fold_marker(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    item = first_item(sandbox_plane)
+    store = services.store
+    store.r.set(store.keys.fold(item.id), "5-0|0")
+    project = services.registry.projects["demo"]
+    services.events.process(
+        {"project_id": project.plane_project_id, "issue_id": item.id, "event_id": "4-0"}
+    )
+    assert store.r.get(store.keys.fold(item.id)) == "5-0|0"  # a newer event's marker stays
+    services.events.process(
+        {"project_id": project.plane_project_id, "issue_id": item.id, "event_id": "5-0"}
+    )
+    assert store.r.get(store.keys.fold(item.id)) is None

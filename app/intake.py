@@ -1,0 +1,219 @@
+"""From an HTTP request to a verified ingest entry: read whole, verify, then parse.
+
+The body is read completely (it may arrive in many pieces) up to the size limit, with
+an idle timeout between pieces. The signature is checked on those raw bytes against
+every configured secret before anything is parsed, so an unsigned body is never
+parsed. After verification any parse or shape problem is a 400 with the reason. Ids
+are checked before they reach a URL or a Redis key: an invalid one is stored with the
+reason it is ignored, and never queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from app.domain.ids import why_not_uuid
+from app.ingest import PROCESS
+from app.plane.models import WebhookBody
+from app.plane.webhooks import body_sha256, matching
+from app.projects import Registry
+from app.queue import EVENTS_QUEUE, PROCESS_EVENT, PROCESS_FORGE_EVENT
+from app.spool import Entry
+
+
+class Refused(Exception):
+    """A request answered with an error; `outcome` is its metrics label."""
+
+    def __init__(self, status: int, message: str, outcome: str, *, close: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.outcome = outcome
+        self.close = close
+
+
+async def read_body(request: web.Request, limit: int, idle_s: float) -> bytes:
+    """The whole body, at most `limit` bytes; no byte for `idle_s` seconds → 408."""
+    if request.content_length is not None and request.content_length > limit:
+        raise Refused(413, f"body over {limit} bytes", "too_large", close=True)
+    content = request.content
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        chunk = content.read_nowait()  # what is buffered already: no wait, no timer
+        if not chunk:
+            if content.at_eof():
+                break
+            try:
+                async with asyncio.timeout(idle_s):
+                    chunk = await content.readany()
+            except TimeoutError:
+                raise Refused(
+                    408, f"no body data for {idle_s:g}s", "read_timeout", close=True
+                ) from None
+            except (ConnectionError, asyncio.IncompleteReadError, OSError) as exc:
+                raise Refused(400, f"body incomplete: {exc}", "incomplete", close=True) from exc
+            if not chunk:
+                break
+        size += len(chunk)
+        if size > limit:
+            raise Refused(413, f"body over {limit} bytes", "too_large", close=True)
+        parts.append(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def parse_json(body: bytes) -> Any:
+    """JSON of a verified body; 400 with the reason otherwise (deep nesting included)."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise Refused(400, "body is nested too deeply", "bad_json") from None
+    except ValueError as exc:
+        raise Refused(400, f"body is not JSON: {exc}", "bad_json") from None
+
+
+def base_entry(source: str, event: str, body: bytes, delivery: str) -> Entry:
+    return {
+        "source": source,
+        "event": event,
+        "sha256": body_sha256(body),
+        "received_at": datetime.now(UTC).isoformat(),
+        "body": body.decode("utf-8", errors="replace"),
+        "delivery": delivery[:200],
+        "queue": EVENTS_QUEUE,
+    }
+
+
+class PlaneIntake:
+    """Verifies and classifies Plane deliveries for a registry."""
+
+    def __init__(self, registry: Registry, default_secret: str) -> None:
+        self.registry = registry
+        self.default_secret = default_secret
+        own = [
+            p.webhook_secret.get_secret_value()
+            for p in registry.projects.values()
+            if p.webhook_secret
+        ]
+        self.secrets = list(dict.fromkeys(s for s in [default_secret, *own] if s))
+
+    def entry(self, body: bytes, headers: Any) -> Entry:
+        matched = matching(self.secrets, body, headers.get("X-Plane-Signature"))
+        if not matched:
+            raise Refused(401, "invalid signature", "bad_signature")
+        hook = self._parse(body)
+        project_id = hook.project_id
+        project = self.registry.by_plane_id(project_id) if project_id else None
+        if project is not None:
+            required = (
+                project.webhook_secret.get_secret_value()
+                if project.webhook_secret
+                else self.default_secret
+            )
+            if required not in matched:
+                raise Refused(401, "signature does not match the project's secret", "bad_signature")
+        entry = base_entry("plane", hook.event, body, headers.get("X-Plane-Delivery", ""))
+        actor = hook.activity.actor.id if hook.activity.actor else ""
+        entry.update(
+            action=hook.action,
+            field=hook.activity.field,
+            project=project.name if project else project_id,
+            issue=hook.issue_id,
+            actor=actor,
+            actor_name=PROCESS_EVENT,
+            outcome=self._outcome(hook, project is not None),
+        )
+        entry["payload"] = {
+            "project_id": project_id,
+            "issue_id": hook.issue_id,
+            "event": hook.event,
+            "action": hook.action,
+            "field": hook.activity.field,
+            "actor_id": actor,
+        }
+        entry["fold"] = entry["outcome"] == PROCESS
+        return entry
+
+    @staticmethod
+    def _parse(body: bytes) -> WebhookBody:
+        raw = parse_json(body)
+        try:
+            return WebhookBody.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"])) or "(top level)"
+            raise Refused(
+                400, f"unexpected webhook shape: {where}: {first['msg']}", "bad_shape"
+            ) from None
+        except RecursionError:
+            raise Refused(400, "body is nested too deeply", "bad_json") from None
+
+    @staticmethod
+    def _outcome(hook: WebhookBody, known: bool) -> str:
+        if not known:
+            return "unknown_project"
+        if hook.event != "issue":
+            return f"ignored: {hook.event}/{hook.action}/{hook.activity.field or '-'}"
+        invalid = why_not_uuid("work item id", hook.data.get("id"))
+        if invalid:
+            return f"ignored: {invalid}"
+        if hook.is_state_change or hook.action == "created":
+            return PROCESS
+        return f"ignored: {hook.event}/{hook.action}/{hook.activity.field or '-'}"
+
+
+class GiteaIntake:
+    def __init__(self, registry: Registry, secret: str) -> None:
+        self.registry = registry
+        self.secret = secret
+
+    def entry(self, body: bytes, headers: Any) -> Entry:
+        if not matching([self.secret], body, headers.get("X-Gitea-Signature")):
+            raise Refused(401, "invalid signature", "bad_signature")
+        raw = parse_json(body)
+        repo = raw.get("repository") if isinstance(raw, dict) else None
+        if not isinstance(repo, dict) or not isinstance(repo.get("full_name"), str):
+            raise Refused(400, "expected a Gitea webhook with repository.full_name", "bad_shape")
+        event = str(headers.get("X-Gitea-Event", ""))[:100]
+        name = repo["full_name"]
+        project = next((p for p in self.registry.projects.values() if p.gitea_repo == name), None)
+        if project is None:
+            outcome = "unknown_project"
+        elif event in ("pull_request", "status"):
+            outcome = PROCESS
+        else:
+            outcome = f"ignored: {event}"
+        entry = base_entry("gitea", event, body, headers.get("X-Gitea-Delivery", ""))
+        entry.update(
+            action=str(raw.get("action", ""))[:100],
+            project=project.name if project else name,
+            outcome=outcome,
+            actor_name=PROCESS_FORGE_EVENT,
+            payload={
+                "project": project.name if project else None,
+                "event": event,
+                "repo": name,
+                "branches": gitea_branches(raw),
+            },
+        )
+        return entry
+
+
+def gitea_branches(raw: dict[str, Any]) -> list[str]:
+    """The branches a Gitea event is about (a pull request's head, or a status's branches)."""
+    pull = raw.get("pull_request")
+    if isinstance(pull, dict) and isinstance(pull.get("head"), dict):
+        ref = pull["head"].get("ref")
+        return [ref] if isinstance(ref, str) else []
+    branches = raw.get("branches")
+    if isinstance(branches, list):
+        return [
+            b["name"] for b in branches if isinstance(b, dict) and isinstance(b.get("name"), str)
+        ]
+    return []

@@ -1,0 +1,212 @@
+"""The receiver over a real socket: bodies in pieces, limits, idle senders, odd signatures,
+ids that must never reach a URL, and folding of state deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import fakeredis.aioredis
+import pytest
+from aiohttp.test_utils import TestClient
+
+from app.plane.webhooks import signature
+from app.store import Store
+from app.web import create_app
+from tests.helpers import SECRET, fixture_delivery, registry, settings
+
+Client = TestClient[Any, Any]
+DEMO = registry().projects["demo"].plane_project_id
+ITEM = "1ab9770d-8f54-4954-a3c2-8b90a164eded"
+SEGMENT = 1460
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Any, tmp_path: Path, store: Store, fake_server: fakeredis.FakeServer
+) -> Client:
+    app = create_app(
+        settings(tmp_path, webhook_read_idle_s=0.5, plane_user_id="bot-user"),
+        registry=registry(),
+        redis_client=store.r,
+        aredis=lambda: fakeredis.aioredis.FakeRedis(server=fake_server, decode_responses=True),
+    )
+    result: Client = await aiohttp_client(app)
+    return result
+
+
+def state_body(size: int = 0, *, item: Any = ITEM, actor: str = "human", nonce: str = "") -> bytes:
+    body = {
+        "event": "issue",
+        "action": "updated",
+        "webhook_id": "wh",
+        "workspace_id": "ws",
+        "data": {"id": item, "project": DEMO, "name": "x", "pad": nonce},
+        "activity": {"field": "state", "actor": {"id": actor}},
+    }
+    raw = json.dumps(body).encode()
+    if size > len(raw):
+        body["data"]["pad"] = nonce + "p" * (size - len(raw))
+        raw = json.dumps(body).encode()
+    return raw
+
+
+async def raw_post(
+    client: Client,
+    body: bytes,
+    *,
+    gap_s: float = 0.0,
+    headers: dict[str, str] | None = None,
+    chunked: bool = False,
+    stop_after: int | None = None,
+) -> int:
+    """POST over a plain socket, the body in 1,460-byte writes; returns the status code."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    head = {"Host": "x", "Content-Type": "application/json", **(headers or {})}
+    head.setdefault("X-Plane-Signature", signature(SECRET, body))
+    if chunked:
+        head["Transfer-Encoding"] = "chunked"
+    else:
+        head["Content-Length"] = str(len(body))
+    lines = "".join(f"{k}: {v}\r\n" for k, v in head.items())
+    writer.write(f"POST /webhooks/plane HTTP/1.1\r\n{lines}\r\n".encode())
+    sent = 0
+    try:
+        for start in range(0, len(body), SEGMENT):
+            if stop_after is not None and sent >= stop_after:
+                break
+            piece = body[start : start + SEGMENT]
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            await writer.drain()
+            sent += len(piece)
+            if gap_s:
+                await asyncio.sleep(gap_s)
+        if chunked and stop_after is None:
+            writer.write(b"0\r\n\r\n")
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+        return int(status_line.split()[1])
+    except (ConnectionResetError, BrokenPipeError):
+        # the server answered early (413) and closed while we were still sending
+        status_line = await asyncio.wait_for(reader.readline(), 2)
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("size", "gap_s"),
+    [(1536, 0.05), (4096, 0.001), (4096, 0.05), (16 * 1024, 0.01), (64 * 1024, 0.0)],
+)
+async def test_signed_body_in_segments_is_accepted(client: Client, size: int, gap_s: float) -> None:
+    assert await raw_post(client, state_body(size, nonce=f"{size}-{gap_s}"), gap_s=gap_s) == 202
+
+
+async def test_signed_64k_body_with_50ms_gaps_is_accepted(client: Client) -> None:
+    assert await raw_post(client, state_body(64 * 1024), gap_s=0.05) == 202
+
+
+async def test_one_mebibyte_body_without_gaps_is_accepted(client: Client) -> None:
+    assert await raw_post(client, state_body(1024 * 1024 - 200)) == 202
+
+
+async def test_chunked_body_is_read_whole(client: Client) -> None:
+    assert await raw_post(client, state_body(10_000), chunked=True, gap_s=0.005) == 202
+
+
+async def test_over_the_limit_is_413_with_or_without_length(client: Client, store: Store) -> None:
+    big = state_body(1024 * 1024 + 10)
+    assert await raw_post(client, big) == 413
+    assert await raw_post(client, big, chunked=True) == 413
+    assert store.r.xlen(store.keys.events) == 0
+
+
+async def test_silent_sender_gets_408(client: Client, store: Store) -> None:
+    body = state_body(8000)
+    assert await raw_post(client, body, stop_after=SEGMENT) == 408
+    assert store.r.xlen(store.keys.events) == 0
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["é" * 64, "z" * 64, "ab", "", "  ", signature(SECRET, b"other") + "00"],
+)
+async def test_malformed_signature_is_401(client: Client, header: str) -> None:
+    body, _ = fixture_delivery("webhook_issue_updated_state")
+    resp = await client.post("/webhooks/plane", data=body, headers={"X-Plane-Signature": header})
+    assert resp.status == 401
+
+
+async def test_non_ascii_signature_bytes_are_401_not_500(client: Client) -> None:
+    body = state_body()
+    status = await raw_post(client, body, headers={"X-Plane-Signature": "\u00e9" * 32})
+    assert status == 401
+
+
+async def test_deeply_nested_unsigned_body_is_401_and_signed_is_400(client: Client) -> None:
+    nested = b"[" * 5000 + b"]" * 5000
+    assert (await client.post("/webhooks/plane", data=nested)).status == 401
+    signed = await client.post(
+        "/webhooks/plane", data=nested, headers={"X-Plane-Signature": signature(SECRET, nested)}
+    )
+    assert signed.status == 400 and "nested" in (await signed.json())["error"]
+
+
+async def test_other_projects_secret_does_not_sign_for_this_one(client: Client) -> None:
+    from tests.helpers import FIXTURE_SECRET
+
+    body = state_body()  # the DEMO project, whose secret is the default one
+    resp = await client.post(
+        "/webhooks/plane", data=body, headers={"X-Plane-Signature": signature(FIXTURE_SECRET, body)}
+    )
+    assert resp.status == 401
+
+
+@pytest.mark.parametrize(
+    "item", ["../../../../../users/me", f"../../other/work-items/{ITEM}", f"{ITEM}\x00", 42, None]
+)
+async def test_invalid_work_item_id_is_stored_as_ignored_never_queued(
+    client: Client, store: Store, item: Any
+) -> None:
+    body = state_body(item=item)
+    resp = await client.post(
+        "/webhooks/plane", data=body, headers={"X-Plane-Signature": signature(SECRET, body)}
+    )
+    assert resp.status == 202
+    (event,) = [f for _, f in store.r.xrange(store.keys.events)]
+    assert event["outcome"].startswith("ignored: work item id")
+    assert store.r.llen("dramatiq:events") == 0
+
+
+async def post(client: Client, body: bytes) -> dict[str, Any]:
+    resp = await client.post(
+        "/webhooks/plane", data=body, headers={"X-Plane-Signature": signature(SECRET, body)}
+    )
+    assert resp.status == 202
+    answer: dict[str, Any] = await resp.json()
+    return answer
+
+
+async def test_state_deliveries_fold_into_the_queued_event(client: Client, store: Store) -> None:
+    first = await post(client, state_body(nonce="1"))
+    second = await post(client, state_body(nonce="2"))
+    assert second["outcome"] == "folded" and second["folded_into"] == first["event_id"]
+    assert store.r.llen("dramatiq:events") == 1
+    # the worker starts the first event: a later delivery queues anew
+    assert store.clear_fold(ITEM, first["event_id"])
+    third = await post(client, state_body(nonce="3"))
+    assert third["outcome"] == "process" and store.r.llen("dramatiq:events") == 2
+    outcomes = [f["outcome"] for _, f in store.r.xrange(store.keys.events)]
+    assert outcomes == ["process", f"folded: {first['event_id']}", "process"]
+
+
+async def test_own_echo_never_absorbs_a_humans_delivery(client: Client, store: Store) -> None:
+    echo = await post(client, state_body(actor="bot-user", nonce="1"))
+    human = await post(client, state_body(actor="human", nonce="2"))
+    assert human["outcome"] == "process"  # queued on its own
+    later_echo = await post(client, state_body(actor="bot-user", nonce="3"))
+    assert later_echo["folded_into"] == human["event_id"]
+    assert store.r.llen("dramatiq:events") == 2
+    assert not store.clear_fold(ITEM, echo["event_id"])  # the marker names the human's now
