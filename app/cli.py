@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import threading
@@ -147,10 +148,21 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
         flush=True,
     )
     try:
-        aioweb.run_app(app, host=host, port=port, print=None, access_log=None)
+        aioweb.run_app(
+            app, host=host, port=port, print=None, access_log=None, loop=new_event_loop()
+        )
     finally:
         client.close()
     return 0
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux, macOS): about twice the requests per core."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:

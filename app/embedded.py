@@ -76,6 +76,7 @@ class EmbeddedRedis:
 
     def start(self) -> EmbeddedRedis:
         binary = shutil.which("redis-server")
+        self.workdir.mkdir(parents=True, exist_ok=True)
         if binary:
             self.kind = f"redis-server child ({binary})"
             self._proc = subprocess.Popen(

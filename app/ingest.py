@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -39,14 +40,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from app.keys import Keys
-from app.queue import prepare_message
+from app.queue import message_template, queue_keys
 from app.spool import Entry, Spool
 
 log = logging.getLogger(__name__)
 
 PROCESS = "process"
-# Entry fields stored in the stream (the body last: it is the long one).
-STREAM_FIELDS = (
+STREAM_FIELDS = (  # the body goes last, beside them: it is the long one
     "source",
     "event",
     "action",
@@ -59,7 +59,6 @@ STREAM_FIELDS = (
     "received_at",
     "outcome",
     "spooled",
-    "body",
 )
 # Per event: the marker, the fold marker, the queue list and the queue's message hash.
 _KEYS_PER_EVENT = 4
@@ -70,20 +69,17 @@ local maxlen, ttl, fold_ttl, own_cfg = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local n = tonumber(ARGV[5])
 local me = redis.call('GET', KEYS[3])
 local out = {}
-local a = 6
 for i = 1, n do
   local k = 3 + (i - 1) * 4
   local marker, fold_key, qlist, qmsgs = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  local nf = tonumber(ARGV[a])
-  local fields = {}
-  for j = 1, nf do fields[j] = ARGV[a + j] end
-  a = a + nf + 1
-  local fold, actor, project, received = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local prefix, suffix, msg_id = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
-  a = a + 7
+  -- meta: {stream fields (name, value, ...), fold, actor, project, received_at};
+  -- then the message template ('' for none) and the body.
+  local m = cjson.decode(ARGV[3 + i * 3])
+  local template = ARGV[4 + i * 3]
+  local fields, fold, actor = m[1], m[2], m[3]
   local existing = redis.call('GET', marker)
   if existing then
-    out[i] = {0, existing, ''}
+    out[i] = '0|' .. existing .. '|'
   else
     local own = actor ~= '' and (actor == own_cfg or actor == me)
     local into = false
@@ -95,28 +91,30 @@ for i = 1, n do
       end
     end
     if into then
-      for j = 1, nf, 2 do
+      for j = 1, #fields, 2 do
         if fields[j] == 'outcome' then fields[j + 1] = 'folded: ' .. into end
       end
     end
+    fields[#fields + 1] = 'body'
+    fields[#fields + 1] = ARGV[5 + i * 3]
     local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(fields))
     redis.call('SET', marker, id, 'EX', ttl)
     if into then
-      out[i] = {2, id, into}
+      out[i] = '2|' .. id .. '|' .. into
     else
-      if prefix ~= '' then
-        redis.call('HSET', qmsgs, msg_id, prefix .. id .. suffix)
-        redis.call('RPUSH', qlist, msg_id)
+      if template ~= '' then
+        redis.call('HSET', qmsgs, id, (string.gsub(template, '\\1', id)))
+        redis.call('RPUSH', qlist, id)
         if fold == '1' then
           redis.call('SET', fold_key, id .. '|' .. (own and '1' or '0'), 'EX', fold_ttl)
         end
       end
-      out[i] = {1, id, ''}
+      out[i] = '1|' .. id .. '|'
     end
-    if project ~= '' then redis.call('HSET', KEYS[2], project, received) end
+    if m[4] ~= '' then redis.call('HSET', KEYS[2], m[4], m[5]) end
   end
 end
-return out
+return table.concat(out, ';')
 """
 
 REDIS_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
@@ -241,33 +239,33 @@ class Ingest:
                 results = await self.r.evalsha(self._sha, len(keys), *keys, *args)
             except redis.exceptions.NoScriptError:  # first call on this server: EVAL caches it
                 results = await self.r.eval(_RECORD_BATCH, len(keys), *keys, *args)
-        return [_answer(entry, result) for entry, result in zip(entries, results, strict=True)]
+        replies = str(results).split(";")
+        return [_answer(entry, reply) for entry, reply in zip(entries, replies, strict=True)]
 
     def _add(self, entry: Entry, keys: list[str], args: list[Any]) -> None:
         fields: list[str] = []
         for name in STREAM_FIELDS:
             fields += [name, str(entry.get(name) or "")]
         queued = entry["outcome"] == PROCESS
-        message = (
-            prepare_message(entry["queue"], entry["actor_name"], entry.get("payload", {}))
-            if queued
-            else None
-        )
         fold = queued and bool(entry.get("fold"))
-        list_key, msgs_key = (message.list_key, message.msgs_key) if message else ("-", "-")
+        if queued:
+            template = message_template(
+                entry["queue"], entry["actor_name"], entry.get("payload", {})
+            )
+            list_key, msgs_key = queue_keys(entry["queue"])
+        else:
+            template, list_key, msgs_key = "", "-", "-"
         fold_key = self.keys.fold(str(entry.get("issue"))) if fold else "-"
         keys += [self.keys.delivery(entry["sha256"]), fold_key, list_key, msgs_key]
         last_webhook = entry["source"] == "plane" and entry["outcome"] != "unknown_project"
-        args += [len(fields), *fields]
-        args += [
+        meta = [
+            fields,
             "1" if fold else "0",
             str(entry.get("actor") or ""),
             str(entry["project"]) if last_webhook else "",
             str(entry["received_at"]),
-            message.prefix if message else "",
-            message.suffix if message else "",
-            message.message_id if message else "",
         ]
+        args += [json.dumps(meta, separators=(",", ":")), template, str(entry.get("body") or "")]
 
     # -- the spool -----------------------------------------------------------------------
     async def drain(self) -> int:
@@ -319,8 +317,9 @@ class Ingest:
             await asyncio.gather(self._flusher, return_exceptions=True)
 
 
-def _answer(entry: Entry, result: list[Any]) -> Answer:
-    code, event_id, into = int(result[0]), str(result[1]), str(result[2])
+def _answer(entry: Entry, reply: str) -> Answer:
+    code_text, event_id, into = reply.split("|")
+    code = int(code_text)
     if code == _DUPLICATE:
         return Answer(200, {"duplicate": True, "event_id": event_id})
     body: dict[str, Any] = {"accepted": True, "event_id": event_id, "outcome": entry["outcome"]}

@@ -6,8 +6,8 @@ message for an actor it has not declared, so only the worker needs the actor cod
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
+import json
+import time
 from typing import Any
 
 import dramatiq
@@ -70,51 +70,30 @@ class Dispatcher:
 
 
 DRAMATIQ_NAMESPACE = "dramatiq"
-# Stands for the event's stream id in a message written before that id exists.
-EVENT_ID_PLACEHOLDER = "@@planeflow-event-id@@"
-
-
-@dataclass(frozen=True)
-class PreparedMessage:
-    """A Dramatiq message as the ingest script writes it, around a not-yet-known event id.
-
-    The encoded message is `prefix + <stream id> + suffix`; `list_key` and `msgs_key`
-    are the queue's Redis list and hash, as Dramatiq's RedisBroker lays them out
-    (`<namespace>:<queue>` holds message ids, `<namespace>:<queue>.msgs` id -> data).
-    """
-
-    message_id: str
-    prefix: str
-    suffix: str
-    list_key: str
-    msgs_key: str
+# Where the event's stream id goes in a message written before that id exists. JSON
+# escapes every control character, so this byte never occurs in encoded field text.
+EVENT_ID_MARK = "\x01"
 
 
 def queue_keys(queue: str, namespace: str = DRAMATIQ_NAMESPACE) -> tuple[str, str]:
-    """The Redis list and hash of a Dramatiq queue (dramatiq 2.x RedisBroker layout)."""
+    """The Redis list and hash of a Dramatiq queue (dramatiq 2.x RedisBroker layout):
+    `<namespace>:<queue>` holds message ids, `<namespace>:<queue>.msgs` id -> data."""
     return f"{namespace}:{queue}", f"{namespace}:{queue}.msgs"
 
 
-def prepare_message(
-    queue: str, actor: str, payload: dict[str, Any], namespace: str = DRAMATIQ_NAMESPACE
-) -> PreparedMessage:
-    """Encode a message to `actor` whose payload's `event_id` is filled in by Redis.
+def message_template(queue: str, actor: str, payload: dict[str, Any]) -> str:
+    """A Dramatiq message to `actor` with `EVENT_ID_MARK` where the event id goes.
 
-    `event_id` is the payload's first key, so the placeholder's first occurrence in the
-    encoded message is ours whatever text the other fields carry.
+    The ingest script replaces every mark with the event's `pf:events` id, which is
+    then also the message id (unique, like Dramatiq's own). The text is what dramatiq
+    2.2's JSONEncoder makes of `Message.asdict()`; a real Worker consumes it in
+    tests/integration/test_ingest_dramatiq.py.
     """
-    message_id = str(uuid.uuid4())
-    args = (
-        {"event_id": EVENT_ID_PLACEHOLDER, **{k: v for k, v in payload.items() if k != "event_id"}},
+    rest = {k: v for k, v in payload.items() if k != "event_id"}
+    extra = "," + json.dumps(rest, separators=(",", ":"))[1:-1] if rest else ""
+    return (
+        f'{{"queue_name":{json.dumps(queue)},"actor_name":{json.dumps(actor)},'
+        f'"args":[{{"event_id":"{EVENT_ID_MARK}"{extra}}}],"kwargs":{{}},'
+        f'"options":{{"redis_message_id":"{EVENT_ID_MARK}"}},"message_id":"{EVENT_ID_MARK}",'
+        f'"message_timestamp":{int(time.time() * 1000)}}}'
     )
-    message: dramatiq.Message[Any] = dramatiq.Message(
-        queue_name=queue,
-        actor_name=actor,
-        args=args,
-        kwargs={},
-        options={"redis_message_id": message_id},
-        message_id=message_id,
-    )
-    prefix, _, suffix = message.encode().decode("utf-8").partition(EVENT_ID_PLACEHOLDER)
-    list_key, msgs_key = queue_keys(queue, namespace)
-    return PreparedMessage(message_id, prefix, suffix, list_key, msgs_key)

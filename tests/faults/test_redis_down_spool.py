@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from app.store import connect
 from app.web import create_app
 from tests.conftest import RedisServer, free_port
 from tests.e2e.conftest import wait_for
-from tests.helpers import demo_project, plane_delivery, registry, settings
+from tests.helpers import demo_project, fixture_delivery, plane_delivery, registry, settings
 
 Client = TestClient[Any, Any]
 
@@ -84,4 +87,36 @@ async def test_hundred_webhooks_while_redis_is_down_are_processed_once(
         worker.stop(timeout=10_000)
         worker.broker.close()
         services.close()
+        server.stop()
+
+
+async def test_hung_redis_sends_webhooks_to_the_spool_quickly(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    cfg = settings(tmp_path, redis_url=server.url)
+    client_r = connect(server.url)
+    app = create_app(cfg, registry=registry(), redis_client=client_r, drain_interval_s=0.2)
+    client: Client = await aiohttp_client(app)
+    body, headers = fixture_delivery("webhook_issue_updated_state")
+    assert server._proc is not None
+    try:
+        assert (await client.get("/readyz")).status == 200  # connected before the hang
+        os.kill(server._proc.pid, signal.SIGSTOP)  # Redis hangs: accepts, never answers
+        started = time.monotonic()
+        resp = await client.post("/webhooks/plane", data=body, headers=headers)
+        waited = time.monotonic() - started
+        assert resp.status == 202 and (await resp.json())["spooled"] is True
+        # Plane's sender gives up after a few seconds; the spool answers well before
+        assert waited < 3, f"answered after {waited:.1f}s"
+        os.kill(server._proc.pid, signal.SIGCONT)
+
+        def stored() -> bool:
+            return bool(client_r.xlen(cfg.keys.events) == 1)
+
+        await asyncio.to_thread(wait_for, stored, 15, "spool drained after the hang")
+    finally:
+        os.kill(server._proc.pid, signal.SIGCONT)
+        client_r.close()
         server.stop()
