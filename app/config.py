@@ -9,7 +9,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.domain.errors import ConfigError
@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     agent_output_tail_kib: int = 64
     job_max_attempts: int = 3  # a job lost this many times blocks its task
     job_resend_after_s: float = 300.0  # a queued job not started this long is sent again
+
+    @field_validator("projects_file", "repos_dir", "spool_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        """Relative paths are taken from the start directory, once: agents and git run in
+        other working directories (a worktree, a bare clone), where they would differ."""
+        value = value.expanduser()
+        return value if value.is_absolute() else Path.cwd() / value
 
     @property
     def keys(self) -> Keys:

@@ -96,3 +96,14 @@ def test_config_check_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     bad = write(tmp_path, '[projects.web]\nrepo = "r"\nwork_item_prefix = "W"\n')
     assert main(["config", "check", "--projects", str(bad)]) == 1
     assert "field 'plane_project_id' is required" in capsys.readouterr().err
+
+
+def test_relative_data_paths_are_made_absolute_from_the_start_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ORCH_SPOOL_DIR", "spool-here")
+    settings = Settings()
+    assert settings.repos_dir == tmp_path / "var" / "repos"  # the default, made absolute
+    assert settings.spool_dir == tmp_path / "spool-here"
+    assert settings.projects_file == tmp_path / "projects.toml"
