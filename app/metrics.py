@@ -58,9 +58,14 @@ class WebMetrics:
             ["source", "outcome"],
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str], Any] = {}
         self.spool_pending = Gauge(
             "planeflow_spool_pending", "Events waiting in the local spool", registry=self.registry
         )
 
     def count(self, source: str, outcome: str) -> None:
-        self.webhooks.labels(source, outcome.split(":", 1)[0]).inc()
+        key = (source, outcome.split(":", 1)[0])
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.webhooks.labels(*key)
+        child.inc()

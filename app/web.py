@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -72,6 +73,9 @@ async def _webhook(
                 request.headers.get("X-Plane-Delivery", "-")[:80],
             )
         return error(refused.status, refused.message, close=refused.close)
+    except Exception:  # a bug must not become a 500 (nor a lost event: Plane may retry)
+        log.exception("%s webhook: unexpected failure before storing", source)
+        return error(503, "the event could not be read; it was not accepted")
     if entry["outcome"] == "unknown_project":
         log.info(
             "%s webhook for unknown project %r acknowledged, not processed",
@@ -79,8 +83,13 @@ async def _webhook(
             entry["project"],
         )
     assert receiver.ingest is not None
-    answer = await receiver.ingest.accept(entry)
-    return web.json_response(answer.body, status=answer.status)
+    try:
+        answer = await receiver.ingest.accept(entry)
+    except Exception:  # neither Redis nor the spool could take it (logged by Ingest)
+        return error(503, "the event could not be stored; it was not accepted")
+    return web.Response(
+        body=json.dumps(answer.body).encode(), status=answer.status, content_type="application/json"
+    )
 
 
 async def plane_webhook(request: web.Request) -> web.Response:
@@ -126,16 +135,17 @@ async def metrics(request: web.Request) -> web.Response:
 
 @web.middleware
 async def never_500(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """An unexpected failure is logged with its traceback and answered 503, never 500."""
+    """Outside the webhook routes (which answer their own failures), an unexpected
+    failure is logged with its traceback and answered 503, never 500."""
+    if request.path.startswith("/webhooks/"):
+        return await handler(request)
     try:
         return await handler(request)
-    except web.HTTPException:
-        raise
-    except asyncio.CancelledError:
+    except (web.HTTPException, asyncio.CancelledError):
         raise
     except Exception:
         log.exception("%s %s failed unexpectedly", request.method, request.path)
-        return error(503, "the event could not be stored; it was not accepted")
+        return error(503, "internal error (logged)")
 
 
 def create_app(
