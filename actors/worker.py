@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -43,8 +44,13 @@ def start_worker(
     worker_timeout_ms: int = 200,
     services: Services | None = None,
 ) -> tuple[dramatiq.Worker, Services]:
-    """Set up broker, services and actors; start a Worker (returned running)."""
+    """Set up broker, services and actors; start a Worker (returned running).
+
+    The broker gets `process_boot` as under Dramatiq's own CLI: middleware such as
+    Prometheus sets itself up then (without it, every message crashed its hooks).
+    """
     broker = setup_broker(settings, client=client, prometheus=prometheus)
+    broker.emit_after("process_boot")
     services = services or Services(settings, redis=None)
     services.broker = broker
     services.__dict__["dispatcher"] = Dispatcher(broker)
@@ -62,9 +68,14 @@ def run_worker_process(
     threads: int,
     shutdown_timeout_s: float,
     log_level: str = "INFO",
-    prometheus: bool = True,
+    expose_metrics: bool = True,
 ) -> int:
-    """One worker process until SIGTERM/SIGINT; then a graceful stop."""
+    """One worker process until SIGTERM/SIGINT; then a graceful stop.
+
+    With `ORCH_WORKER_PROMETHEUS` every worker process records Dramatiq's metrics (in
+    prometheus-client's multiprocess files); the one with `expose_metrics` also serves
+    them on `dramatiq_prom_host:dramatiq_prom_port` (default 0.0.0.0:9191).
+    """
     logs.setup(log_level)
     stop = threading.Event()
 
@@ -78,9 +89,9 @@ def run_worker_process(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    worker, services = start_worker(
-        settings, threads=threads, prometheus=prometheus and settings.worker_prometheus
-    )
+    worker, services = start_worker(settings, threads=threads, prometheus=settings.worker_prometheus)
+    if settings.worker_prometheus and expose_metrics:
+        serve_metrics()
     log.info("worker ready: %d thread(s), queues %s", threads, sorted(worker.broker.queues))
     stop.wait()
     worker.stop(timeout=int(shutdown_timeout_s * 1000))
@@ -90,12 +101,31 @@ def run_worker_process(
     return 0
 
 
+def reset_metrics_dir() -> None:
+    """Forget the multiprocess metric files of earlier runs (dead pids would count)."""
+    from dramatiq.middleware.prometheus import DB_PATH
+
+    for stale in Path(DB_PATH).glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def serve_metrics() -> None:
+    """Dramatiq's exposition server, in a thread of this process (its CLI forks it)."""
+    from dramatiq.middleware.prometheus import HTTP_HOST, HTTP_PORT, _run_exposition_server
+
+    thread = threading.Thread(target=_run_exposition_server, daemon=True, name="metrics")
+    thread.start()
+    log.info("worker metrics on http://%s:%d/", HTTP_HOST, HTTP_PORT)
+
+
 def supervise(
     settings: Settings, *, processes: int, threads: int, shutdown_timeout_s: float, log_level: str
 ) -> int:
     """Run N worker processes; restart crashed ones; stop all on a signal."""
     ctx = multiprocessing.get_context("spawn")
     stopping = threading.Event()
+    if settings.worker_prometheus:
+        reset_metrics_dir()
 
     def spawn(index: int) -> Any:
         proc = ctx.Process(

@@ -166,10 +166,12 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from actors.worker import run_worker_process, supervise
+    from actors.worker import reset_metrics_dir, run_worker_process, supervise
 
     load_registry(settings.projects_file)  # fail at start, naming the field
     if args.processes <= 1:
+        if settings.worker_prometheus:
+            reset_metrics_dir()
         return run_worker_process(settings, args.threads, args.shutdown_timeout, args.log_level)
     return supervise(
         settings,

@@ -10,13 +10,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
 from app.queue import EVENTS_QUEUE, PROCESS_EVENT, Dispatcher, make_redis_broker
 from app.sandbox.plane_runner import BOT_KEY, DEMO_PROJECT_ID, SandboxPlaneRunner
 from app.store import Store
-from tests.conftest import REPO_ROOT, RedisServer
+from tests.conftest import REPO_ROOT, RedisServer, free_port
 from tests.e2e.conftest import wait_for
 from tests.helpers import SECRET, first_item, move
 
@@ -150,3 +151,49 @@ def test_sigkilled_worker_message_is_redelivered_within_about_30s(
     task = real_store.get_task_by_issue(issue_id)
     assert task is not None
     assert sum(e["kind"] == "created" for e in real_store.timeline(task.id)) == 1
+
+
+def test_worker_serves_dramatiq_metrics_and_logs_no_critical(
+    worker_env: dict[str, str],
+    tmp_path: Path,
+    redis_server: RedisServer,
+    real_redis: redis.Redis,
+    real_store: Store,
+    sandbox_plane: SandboxPlaneRunner,
+) -> None:
+    port = free_port()
+    env = {
+        **worker_env,
+        "ORCH_WORKER_PROMETHEUS": "true",
+        "dramatiq_prom_port": str(port),
+        "dramatiq_prom_host": "127.0.0.1",
+        "dramatiq_prom_db": str(tmp_path / "prom"),
+    }
+    (tmp_path / "prom").mkdir()
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:
+        issue_id = send_start(redis_server, sandbox_plane, 1.5)
+
+        def scrape() -> str:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text
+            except httpx.HTTPError:
+                return ""
+            return text if "dramatiq_messages_inprogress" in text else ""
+
+        during = wait_for(scrape, 20, "metrics while the message runs")
+        assert "dramatiq_messages_inprogress" in during
+        wait_for(lambda: real_store.get_task_by_issue(issue_id), 30, "event processed")
+        after = wait_for(
+            lambda: (
+                (t := scrape()) and 'dramatiq_messages_total{actor_name="process_event"' in t and t
+            ),
+            20,
+            "message counted",
+        )
+        assert 'queue_name="events"' in after
+    finally:
+        os.killpg(worker.proc.pid, signal.SIGTERM)
+        worker.proc.wait(30)
+    log = worker.log.read_text()
+    assert "CRITICAL" not in log, log
