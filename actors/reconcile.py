@@ -13,12 +13,14 @@ log = logging.getLogger(__name__)
 
 
 def reconcile_all() -> None:
-    """Fan out one `reconcile_project` per due project, then sweep stuck jobs."""
+    """Fan out one `reconcile_project` per due project; sweep stuck jobs and overdue
+    Plane writes."""
     services = runtime.services()
     for project in services.reconciler.due_projects():
         services.dispatcher.send(RECONCILE_QUEUE, RECONCILE_PROJECT, project.name)
     services.reconciler.sweep_jobs()
     services.reconciler.sweep_worktrees()
+    services.flusher.resend_overdue()
 
 
 def reconcile_project(name: str) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dramatiq
 
-from actors import events, jobs, reconcile
+from actors import events, jobs, outbox, reconcile
 
 
 def register_all(broker: dramatiq.Broker) -> None:
     events.register(broker)
     jobs.register(broker)
     reconcile.register(broker)
+    outbox.register(broker)

@@ -89,7 +89,9 @@ def run_worker_process(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    worker, services = start_worker(settings, threads=threads, prometheus=settings.worker_prometheus)
+    worker, services = start_worker(
+        settings, threads=threads, prometheus=settings.worker_prometheus
+    )
     if settings.worker_prometheus and expose_metrics:
         serve_metrics()
     log.info("worker ready: %d thread(s), queues %s", threads, sorted(worker.broker.queues))

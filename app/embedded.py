@@ -314,7 +314,8 @@ def drive(demo: Demo, say: Any, timeout_s: float, keep_running: bool) -> int:
                     f"{task.stage.value:<16} Plane: {plane_state}"
                 )
             idle = store.active_job(task) is None
-            if task.stage is Stage.REVIEW and idle and task.pr_url and not approved:
+            shown = task.status_key == STAGE_STATUS_KEY[task.stage] and task.status_sync_ok
+            if task.stage is Stage.REVIEW and idle and task.pr_url and shown and not approved:
                 approved = True
                 say(f"  PR: {task.pr_url}\n  The human reviews it and moves DEMO-1 to 'Approved'…")
                 demo.move(item_id, "Approved")

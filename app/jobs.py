@@ -21,7 +21,7 @@ from app.config import Settings
 from app.domain.models import Job, JobState, Task, utcnow
 from app.domain.stages import TERMINAL_STAGES, Outcome, Stage, next_stage
 from app.forge.base import Forge
-from app.pipeline import JobSender, StatusWriter
+from app.pipeline import JobSender, PlaneWrites
 from app.plane.client import PlaneClient
 from app.projects import Project, Registry
 from app.stagework import ROLE_OF_STAGE, Context, StageResult, StageWork
@@ -36,7 +36,7 @@ class JobRunner:
     store: Store
     registry: Registry
     plane: PlaneClient
-    status: StatusWriter
+    outbox: PlaneWrites
     jobs: JobSender
     caps: Caps
     forge_for: Callable[[Project], Forge]
@@ -81,10 +81,18 @@ class JobRunner:
         if slot is None:
             self._wait(task, job, f"waiting for a slot: {full}", self.settings.cap_wait_s)
             return "waiting for a slot"
+        after: list[Callable[[], object]] = []
         try:
-            return self._run_in_slot(task, job, project, slot)
+            decision = self._run_in_slot(task, job, project, slot, after)
         finally:
             self.caps.release(slot)
+        # The slot is free before anything else talks to the queue or to Plane.
+        for action in after:
+            try:
+                action()
+            except Exception as exc:  # outbound calls never crash the pipeline
+                log.warning("task %s: follow-up after %s failed: %s", task.id, decision, exc)
+        return decision
 
     def _time_limit(self, stage: Stage, project: Project) -> float:
         role = ROLE_OF_STAGE.get(stage)
@@ -99,7 +107,14 @@ class JobRunner:
             return project.health_window_s + 60
         return 600.0
 
-    def _run_in_slot(self, task: Task, job: Job, project: Project, slot: Slot) -> str:
+    def _run_in_slot(
+        self,
+        task: Task,
+        job: Job,
+        project: Project,
+        slot: Slot,
+        after: list[Callable[[], object]],
+    ) -> str:
         now = utcnow()
         job = self.store.update_job(
             job.id,
@@ -135,7 +150,7 @@ class JobRunner:
         finally:
             stop.set()
             beat.join(timeout=10)
-        return self._apply(task, job, project, result)
+        return self._apply(task, job, project, result, after)
 
     def _beat(self, task_id: str, job_id: str, slot: Slot, stop: threading.Event) -> None:
         while not stop.wait(self.heartbeat_s):
@@ -157,14 +172,21 @@ class JobRunner:
         )
 
     # -- after the stage work -----------------------------------------------------------
-    def _apply(self, task: Task, job: Job, project: Project, result: StageResult) -> str:
-        """Record the result under the work item's lock; talk to Plane after releasing it.
+    def _apply(
+        self,
+        task: Task,
+        job: Job,
+        project: Project,
+        result: StageResult,
+        after: list[Callable[[], object]],
+    ) -> str:
+        """Record the result under the work item's lock; Plane's part goes to the outbox.
 
         The lock serialises this with the handlers (a cancel or a verdict arriving while
         the job ran), and the task is re-read inside it, so a cancelled task is never
-        moved on by a job that was still running.
+        moved on by a job that was still running. `after` (queue sends, the verdict
+        re-check) runs once the lock and the job's slot are released.
         """
-        after: list[Callable[[], object]] = []
         with self.store.issue_lock(task.plane_issue_id):
             fresh = self.store.get_task(task.id)
             current = self.store.get_job(job.id)
@@ -179,13 +201,7 @@ class JobRunner:
                     self.store.finish_job(job.id, "cancelled", state=JobState.CANCELLED)
                 self.release_deploy_slot(project, task.id)
                 return "stopped: task cancelled or job superseded while running"
-            decision = self._decide(fresh, job, project, result, after)
-        for action in after:
-            try:
-                action()
-            except Exception as exc:  # outbound calls never crash the pipeline
-                log.warning("task %s: follow-up after %s failed: %s", task.id, decision, exc)
-        return decision
+            return self._decide(fresh, job, project, result, after)
 
     def _decide(
         self,
@@ -196,12 +212,7 @@ class JobRunner:
         after: list[Callable[[], object]],
     ) -> str:
         if result.comment:
-            comment = result.comment
-            after.append(
-                lambda: self.plane.post_comment(
-                    project.plane_project_id, task.plane_issue_id, comment
-                )
-            )
+            self.outbox.comment(task.id, result.comment)
         if result.outcome is None:
             if result.fields:
                 self.store.update_task(task.id, **result.fields)
@@ -272,20 +283,17 @@ class JobRunner:
             self.release_deploy_slot(project, task.id)
         moved = self.store.move_task(task.id, nxt, message, **fields)
         new = self.store.create_job(task.id, nxt) if nxt not in TERMINAL_STAGES else None
-        # Comments, then the status write, then the next job: once the status is synced
-        # the transition's follow-ups are visible (tests and `planeflow up` rely on it).
+        # Plane's part goes to the outbox (durable now, sent by its flusher); the next
+        # job does not wait for Plane.
         if nxt is Stage.BLOCKED:
-            after.append(
-                lambda: self.plane.post_comment(
-                    project.plane_project_id,
-                    task.plane_issue_id,
-                    f"<p>⛔ Blocked in stage <b>{task.stage.value}</b>: {_esc(message)}</p>"
-                    f"<p>Move the work item to <b>To Analyse</b> to resume from "
-                    f"{task.stage.value}.</p>",
-                )
+            self.outbox.comment(
+                task.id,
+                f"<p>⛔ Blocked in stage <b>{task.stage.value}</b>: {_esc(message)}</p>"
+                f"<p>Move the work item to <b>To Analyse</b> to resume from "
+                f"{task.stage.value}.</p>",
             )
-        after.append(lambda: self.status.set_issue_stage_state(moved))
-        if new is not None:  # after the status write, so a fast next stage cannot overtake it
+        self.outbox.show_stage(moved.id)
+        if new is not None:
             after.append(lambda: self.jobs.send_job(new.id))
         if nxt is Stage.DONE:
             after.append(lambda: self._cleanup(project, task))
@@ -314,15 +322,12 @@ class JobRunner:
     def _block(self, task: Task, job: Job, reason: str) -> str:
         with self.store.issue_lock(task.plane_issue_id):
             self.store.finish_job(job.id, "blocked", error=reason)
-            moved = self.store.move_task(
+            self.store.move_task(
                 task.id, Stage.BLOCKED, reason, failed_stage=task.stage, blocked_reason=reason
             )
-        self.status.set_issue_stage_state(moved)
-        project = self.registry.get(task.project)
-        if project is not None:
-            self.plane.post_comment(
-                project.plane_project_id, task.plane_issue_id, f"<p>⛔ Blocked: {_esc(reason)}</p>"
-            )
+            self.store.release_deploy_slot(task.repo, task.id)
+            self.outbox.comment(task.id, f"<p>⛔ Blocked: {_esc(reason)}</p>")
+            self.outbox.show_stage(task.id)
         return f"blocked: {reason}"
 
     def release_deploy_slot(self, project: Project, task_id: str) -> None:

@@ -93,6 +93,34 @@ class Keys:
     def reconcile_lock(self, project: str) -> str:
         return f"{self.prefix}lock:reconcile:{project}"
 
+    # -- the Plane outbox -------------------------------------------------------
+    @property
+    def outbox_due(self) -> str:
+        """Sorted set: task id -> when its pending Plane writes should be tried (epoch s)."""
+        return f"{self.prefix}outbox:due"
+
+    def outbox_comments(self, task_id: str) -> str:
+        """List: the task's comments not yet accepted by Plane, oldest first (JSON)."""
+        return f"{self.prefix}outbox:{task_id}:comments"
+
+    def outbox_statuses(self, task_id: str) -> str:
+        """List: the stages the task moved into since its status was last flushed, in
+        order (pushed by the move itself), so each can be shown when the budget allows."""
+        return f"{self.prefix}outbox:{task_id}:stages"
+
+    def outbox_seq(self, task_id: str) -> str:
+        """Counter numbering the task's comments (their external ids); never reset."""
+        return f"{self.prefix}outbox:{task_id}:seq"
+
+    @property
+    def outbox_tries(self) -> str:
+        """Hash: task id -> failed flush attempts in a row (the backoff)."""
+        return f"{self.prefix}outbox:tries"
+
+    def outbox_lock(self, task_id: str) -> str:
+        """One flusher per task at a time, so writes reach Plane in order."""
+        return f"{self.prefix}lock:outbox:{task_id}"
+
     # -- Plane ----------------------------------------------------------------
     def plane_states(self, project: str) -> str:
         """Hash: cached resolution of a project's logical status keys to state ids."""

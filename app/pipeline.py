@@ -32,14 +32,18 @@ class JobSender(Protocol):
     def send_job(self, job_id: str, *, delay_ms: int | None = None) -> str: ...
 
 
-class StatusWriter(Protocol):
-    def set_issue_stage_state(self, task: Task, stage: Stage | None = None) -> bool: ...
+class PlaneWrites(Protocol):
+    """The Plane outbox as deciders see it (`app.outbox.PlaneOutbox`)."""
+
+    def show_stage(self, task_id: str) -> None: ...
+
+    def comment(self, task_id: str, html: str) -> None: ...
 
 
 @dataclass
 class Pipeline:
     store: Store
-    status: StatusWriter
+    outbox: PlaneWrites
     plane: PlaneClient
     jobs: JobSender
     own_user_id: str | None = None
@@ -183,9 +187,9 @@ class Pipeline:
 
     # -- jobs -------------------------------------------------------------------------
     def _enqueue(self, task: Task, after: list[Callable[[], object]]) -> Job | None:
-        """Create the stage's job now (under the lock); status and message after it."""
+        """Create the stage's job now (under the lock); its message after the lock."""
         job = self.store.create_job(task.id, task.stage)
-        after.append(lambda: self.status.set_issue_stage_state(task))
+        self.outbox.show_stage(task.id)
         if job is None:
             self.store.record(task.id, "ignored", "job not queued: another job is active")
             return None

@@ -16,12 +16,14 @@ from dramatiq.brokers.redis import RedisBroker
 EVENTS_QUEUE = "events"
 JOBS_QUEUE = "jobs"
 RECONCILE_QUEUE = "reconcile"
+PLANE_QUEUE = "plane"
 
 PROCESS_EVENT = "process_event"
 PROCESS_FORGE_EVENT = "process_forge_event"
 RUN_JOB = "run_job"
 RECONCILE_ALL = "reconcile_all"
 RECONCILE_PROJECT = "reconcile_project"
+FLUSH_OUTBOX = "flush_outbox"
 
 
 def make_redis_broker(
@@ -67,6 +69,9 @@ class Dispatcher:
 
     def send_job(self, job_id: str, *, delay_ms: int | None = None) -> str:
         return self.send(JOBS_QUEUE, RUN_JOB, job_id, delay_ms=delay_ms)
+
+    def send_flush(self, task_id: str, *, delay_ms: int | None = None) -> str:
+        return self.send(PLANE_QUEUE, FLUSH_OUTBOX, task_id, delay_ms=delay_ms)
 
 
 DRAMATIQ_NAMESPACE = "dramatiq"

@@ -23,7 +23,7 @@ from app.domain.models import JobState, Task, utcnow
 from app.domain.stages import FINISHED_STAGES, Stage
 from app.events import EventProcessor
 from app.git import Repo
-from app.pipeline import JobSender, StatusWriter
+from app.pipeline import JobSender, PlaneWrites
 from app.plane.client import PlaneClient
 from app.plane.models import WorkItem
 from app.plane.status import STAGE_STATUS_KEY, ProjectStates, StateResolver, Trigger
@@ -67,7 +67,7 @@ class Reconciler:
         registry: Registry,
         plane_factory: ClientFactory,
         events: EventProcessor,
-        status: StatusWriter,
+        outbox: PlaneWrites,
         jobs: JobSender,
         *,
         clock: Callable[[], float] = time.time,
@@ -77,7 +77,7 @@ class Reconciler:
         self.registry = registry
         self.plane_factory = plane_factory
         self.events = events
-        self.status = status
+        self.outbox = outbox
         self.jobs = jobs
         self.clock = clock
 
@@ -241,7 +241,11 @@ class Reconciler:
                     and not young
                     and not human_input
                 )
-            if drifted and self.status.set_issue_stage_state(task):
+            if drifted:
+                # Never a write from this copy of the task: the outbox writes the status
+                # the task has when it is flushed.
+                self.store.update_task(task.id, status_sync_ok=False)
+                self.outbox.show_stage(task.id)
                 report.repaired += 1
                 self.store.incr_counter("status_repaired")
 
@@ -337,7 +341,7 @@ class Reconciler:
             task = self.store.move_task(
                 task.id, Stage.BLOCKED, reason, failed_stage=job.stage, blocked_reason=reason
             )
-            self.status.set_issue_stage_state(task)
+            self.outbox.show_stage(task.id)
             return
         new = self.store.create_job(
             task.id, job.stage, attempt=job.attempt + 1, time_limit_s=job.time_limit_s

@@ -19,10 +19,12 @@ from app.forge.base import Forge
 from app.forge.gitea import GiteaForge
 from app.forge.gitremote import GitRemoteForge
 from app.jobs import JobRunner
+from app.outbox import OutboxFlusher, PlaneOutbox
+from app.outbox_store import OutboxStore
 from app.pipeline import Pipeline
 from app.plane.client import PlaneClient
-from app.plane.ratelimit import RateBudget
-from app.plane.status import StateResolver, StatusSync
+from app.plane.ratelimit import Priority, RateBudget
+from app.plane.status import StateResolver
 from app.projects import Project, Registry
 from app.queue import Dispatcher, make_redis_broker
 from app.reconciler import Reconciler
@@ -84,8 +86,28 @@ class Services:
         return StateResolver(self.plane, self.store, ttl_s=self.settings.plane_states_ttl_s)
 
     @cached_property
-    def status(self) -> StatusSync:
-        return StatusSync(self.plane, self.resolver, self.registry)
+    def outbox_store(self) -> OutboxStore:
+        return OutboxStore(self.client, self.settings.keys)
+
+    def _notify(self, task_id: str, delay_ms: int | None) -> object:
+        return self.dispatcher.send_flush(task_id, delay_ms=delay_ms)
+
+    @cached_property
+    def outbox(self) -> PlaneOutbox:
+        """What deciders write Plane's part to (durable, sent by the flusher)."""
+        return PlaneOutbox(self.outbox_store, self._notify)
+
+    @cached_property
+    def flusher(self) -> OutboxFlusher:
+        return OutboxFlusher(
+            self.store,
+            self.outbox_store,
+            self.plane.at_priority(Priority.STATUS, retries=1),
+            self.plane.at_priority(Priority.COMMENT, retries=1),
+            self.resolver,
+            self.registry,
+            self._notify,
+        )
 
     @cached_property
     def dispatcher(self) -> Dispatcher:
@@ -97,7 +119,7 @@ class Services:
     @cached_property
     def pipeline(self) -> Pipeline:
         own = own_user_id(self.settings.plane_user_id, self.store, self.plane)
-        return Pipeline(self.store, self.status, self.plane, self.dispatcher, own)
+        return Pipeline(self.store, self.outbox, self.plane, self.dispatcher, own)
 
     @cached_property
     def events(self) -> EventProcessor:
@@ -111,7 +133,7 @@ class Services:
             self.registry,
             self.plane_client,
             self.events,
-            self.status,
+            self.outbox,
             self.dispatcher,
         )
 
@@ -147,7 +169,7 @@ class Services:
             self.store,
             self.registry,
             self.plane,
-            self.status,
+            self.outbox,
             self.dispatcher,
             self.caps,
             self.forge_for,

@@ -168,12 +168,16 @@ class Store:
         return [Task.from_hash(d) for d in pipe.execute() if d]
 
     def update_task(self, task_id: str, **fields: Any) -> Task:
-        """Set plain fields of a task (not its stage: use `move_task`)."""
+        """Set plain fields of a task (not its stage: use `move_task`).
+
+        Only these fields are written, so a concurrent `move_task` is never undone.
+        """
         if "stage" in fields:
             raise StoreError("use move_task to change a task's stage")
         task = self._require_task(task_id)
         updated = task.model_copy(update={**fields, "updated_at": utcnow()})
-        self.r.hset(self.keys.task(task_id), mapping=updated.to_hash())
+        flat = updated.to_hash()
+        self.r.hset(self.keys.task(task_id), mapping={k: flat[k] for k in [*fields, "updated_at"]})
         return updated
 
     def move_task(self, task_id: str, stage: Stage, reason: str, **fields: Any) -> Task:
@@ -200,6 +204,9 @@ class Store:
                         task_id,
                     )
                     pipe.sadd(self.keys.tasks_in_stage(stage.value), task_id)
+                    # The Plane outbox shows every stage in order when the budget allows.
+                    pipe.rpush(self.keys.outbox_statuses(task_id), stage.value)
+                    pipe.ltrim(self.keys.outbox_statuses(task_id), -50, -1)
                     self._xadd_timeline(
                         pipe,
                         task_id,

@@ -208,3 +208,13 @@ def write_registry(path: Path, projects: dict[str, dict[str, Any]]) -> Path:
         lines += [f"{k} = {toml_value(v)}" for k, v in body.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def flush_outbox(services: Any) -> int:
+    """What a worker's `flush_outbox` actor would do now: send every task's Plane writes."""
+    import time
+
+    due = services.outbox_store.due(time.time() + 3600)
+    for task_id in due:
+        services.flusher.flush(task_id)
+    return len(due)

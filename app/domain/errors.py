@@ -29,9 +29,15 @@ class PlaneError(PlaneflowError):
     """A Plane API call failed after its retries."""
 
     def __init__(
-        self, message: str, status: int | None = None, *, retryable: bool | None = None
+        self,
+        message: str,
+        status: int | None = None,
+        *,
+        retryable: bool | None = None,
+        body: str = "",
     ) -> None:
         self.status = status
+        self.body = body  # the answer's text (a 409 names the existing resource)
         # A 4xx other than 408/429 (or a request that cannot be made) fails the same way
         # every time: not worth a retry.
         self.retryable = (

@@ -9,6 +9,8 @@ outbound call never crashes a pipeline.
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import random
 import time
@@ -22,7 +24,7 @@ from pydantic import ValidationError
 
 from app.domain.errors import PlaneError, TemporaryError
 from app.plane.models import Comment, Page, PlaneState, PlaneUser, WorkItem
-from app.plane.ratelimit import RateBudget
+from app.plane.ratelimit import Priority, RateBudget
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,21 @@ class PlaneClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def without_budget(self) -> PlaneClient:
+        """This client for a request whose budget was already taken (`try_acquire`)."""
+        other = copy.copy(self)
+        other.budget = None
+        return other
+
+    def at_priority(self, priority: Priority, *, retries: int | None = None) -> PlaneClient:
+        """This client (same connection pool) spending the budget at `priority`."""
+        other = copy.copy(self)
+        if self.budget is not None:
+            other.budget = self.budget.at(priority)
+        if retries is not None:
+            other.retries = retries
+        return other
 
     def __enter__(self) -> PlaneClient:
         return self
@@ -132,7 +149,11 @@ class PlaneClient:
                 self._sleep(self._backoff(attempt))
                 continue
             if resp.status_code >= 400:
-                raise PlaneError(f"{what}: {resp.status_code} {resp.text[:200]}", resp.status_code)
+                raise PlaneError(
+                    f"{what}: {resp.status_code} {resp.text[:200]}",
+                    resp.status_code,
+                    body=resp.text[:4000],
+                )
             if not resp.content:
                 return None
             try:
@@ -227,6 +248,36 @@ class PlaneClient:
         return [
             self._parse(Comment, raw, path) for raw in self._pages(path, {"per_page": MAX_PER_PAGE})
         ]
+
+    def create_comment(
+        self,
+        project_id: str,
+        item_id: str,
+        html: str,
+        *,
+        external_id: str,
+        external_source: str = "planeflow",
+    ) -> tuple[str, bool]:
+        """Post a comment once: (comment id, created). Plane answers a second POST with
+        the same (external_source, external_id) with 409 and the existing comment's id,
+        so a comment whose answer was lost is never posted twice."""
+        path = self._path(project_id, "work-items", item_id, "comments")
+        body = {
+            "comment_html": html,
+            "external_id": external_id,
+            "external_source": external_source,
+        }
+        try:
+            data = self.request("POST", path, json=body)
+        except PlaneError as exc:
+            if exc.status != 409:
+                raise
+            try:
+                existing = json.loads(exc.body).get("id")
+            except (ValueError, AttributeError):
+                existing = None
+            return str(existing or ""), False
+        return str((data or {}).get("id", "")), True
 
     # -- never-raise wrappers ------------------------------------------------------
     def list_issues_by_state(

@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from app.domain.errors import PlaneError, PlaneflowError
-from app.domain.models import Task
 from app.domain.stages import Stage
 from app.keys import Keys
 from app.plane.client import PlaneClient
 from app.plane.models import PlaneState
-from app.projects import DEFAULT_STATE_NAMES, Project, Registry
+from app.projects import DEFAULT_STATE_NAMES, Project
 from app.store import Store
 
 log = logging.getLogger(__name__)
@@ -185,55 +183,3 @@ class StateResolver:
 
     def invalidate(self, project: Project) -> None:
         self.store.r.delete(self.keys.plane_states(project.name))
-
-
-class StatusSync:
-    """Mirrors a task's stage to its work item's Plane status. Never raises."""
-
-    def __init__(self, client: PlaneClient, resolver: StateResolver, registry: Registry) -> None:
-        self.client = client
-        self.resolver = resolver
-        self.registry = registry
-
-    @property
-    def store(self) -> Store:
-        return self.resolver.store
-
-    def set_issue_stage_state(self, task: Task, stage: Stage | None = None) -> bool:
-        """Set the Plane status for `stage` (default: the task's stage); True if written.
-
-        A failure is logged, counted and marked on the task (`status_sync_ok=0`) for
-        the reconciler's drift repair; it never blocks a transition.
-        """
-        stage = stage or task.stage
-        key = STAGE_STATUS_KEY[stage]
-        ok = False
-        try:
-            ok = self._write(task, key)
-        except PlaneflowError as exc:
-            log.warning("status sync for task %s failed: %s", task.id, exc)
-        except Exception:
-            log.exception("status sync for task %s failed unexpectedly", task.id)
-        try:
-            self.store.update_task(task.id, status_key=key, status_sync_ok=ok)
-            self.store.record(
-                task.id, "status", f"status {key!r} {'synced' if ok else 'sync FAILED'}"
-            )
-            if not ok:
-                self.store.incr_counter("status_sync_failures")
-        except Exception:
-            log.exception("recording status sync of task %s failed", task.id)
-        return ok
-
-    def _write(self, task: Task, key: str) -> bool:
-        project = self.registry.get(task.project)
-        if project is None:
-            raise PlaneflowError(f"task {task.id}: project {task.project!r} not in registry")
-        states = self.resolver.resolve(project)
-        state_id = states.resolve(key)
-        if state_id is None:
-            raise PlaneError(
-                f"project {project.name!r} has no state for {key!r} "
-                f"(run `planeflow plane ensure-states --project {project.name}`)"
-            )
-        return self.client.set_state(project.plane_project_id, task.plane_issue_id, state_id)

@@ -38,7 +38,8 @@ class SandboxPlane:
         self.lock = threading.RLock()
         self.rate_limit = rate_limit
         self.sender = sender or WebhookSender()
-        self.faults: dict[str, str] = {}  # project id (or "*") -> "500" | "garbage" | "slow:S"
+        # project id, work item id or "*" -> "500" | "garbage" | "slow:S" | "lose_answer"
+        self.faults: dict[str, str] = {}
         self.request_log: list[tuple[str, str]] = []
         self._hits: dict[str, deque[float]] = {}
         world.on_event = self._on_event
@@ -140,6 +141,8 @@ async def plane_middleware(request: web.Request, handler: Handler) -> web.Stream
             rate_headers = sandbox.check_rate(request.headers["X-API-Key"])
         response = await handler(request)
         response.headers.update(rate_headers)
+        if fault == "lose_answer":  # done, but the answer never reaches the client
+            return web.Response(status=502, text="Bad Gateway", content_type="text/html")
         return response
     except SandboxError as exc:
         # Like Plane: 401/403/429 answers carry no rate headers, other errors do.

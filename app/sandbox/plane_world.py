@@ -105,6 +105,8 @@ class Comment:
     comment_html: str
     created_at: datetime
     actor: str
+    external_id: str | None = None
+    external_source: str | None = None
 
 
 @dataclass
@@ -425,7 +427,27 @@ class World:
         html = body.get("comment_html")
         if not html:
             raise SandboxError(400, {"comment_html": ["This field is required."]})
-        comment = Comment(new_id(), item.id, str(html), self.now(), actor.id)
+        ext_id, ext_source = body.get("external_id"), body.get("external_source")
+        if ext_id and ext_source:  # Plane 1.3.1: one comment per (source, id) and item
+            for existing in project.comments.get(item.id, []):
+                if (existing.external_id, existing.external_source) == (ext_id, ext_source):
+                    raise SandboxError(
+                        409,
+                        {
+                            "error": "Work item comment with the same external id and "
+                            "external source already exists",
+                            "id": existing.id,
+                        },
+                    )
+        comment = Comment(
+            new_id(),
+            item.id,
+            str(html),
+            self.now(),
+            actor.id,
+            str(ext_id) if ext_id else None,
+            str(ext_source) if ext_source else None,
+        )
         project.comments.setdefault(item.id, []).append(comment)
         self._emit(
             "issue_comment", "created", {"project": project, "comment": comment, "actor": actor}

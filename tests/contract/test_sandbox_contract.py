@@ -123,6 +123,15 @@ def test_sandbox_answers_like_real_plane(path: Path, fixture_sandbox: SandboxPla
             {"name": "To Analyse", "group": "unstarted"},
             world.users_by_key[API_KEY],
         )
+    if path.stem == "comment_create_external_id_duplicate":  # the first POST was answered
+        world = sandbox.world
+        orch = world.projects[ORCH]
+        world.add_comment(
+            orch,
+            orch.items[ITEM_IDS[1]],
+            json.loads(req["body_raw"]),
+            world.users_by_key[API_KEY],
+        )
     if path.stem == "project_create":
         sandbox.world.projects.clear()
     headers = {k: v for k, v in req["headers"].items() if k != "Content-Length"}

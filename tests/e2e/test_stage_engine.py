@@ -84,13 +84,8 @@ class Stack:
             ) from None
 
     def settled(self, task: Any) -> bool:
-        """The last job's follow-ups (comments, status) are done: its last timeline entry
-        is not a bare job finish waiting for them."""
-        timeline = self.services.store.timeline(task.id)
-        if task.stage is Stage.REVIEW:
-            item_comments = " ".join(self.comments_of(task.plane_issue_id))
-            return "Ready for review" in item_comments or not task.pr_url
-        return bool(timeline) and timeline[-1]["kind"] in ("status", "ignored", "stage", "waiting")
+        """Plane has been told everything: the task's outbox is empty."""
+        return self.services.outbox_store.is_settled(task.id)
 
     def comments_of(self, issue_id: str) -> list[str]:
         project = demo_project(self.runner)

@@ -16,7 +16,7 @@ from app.queue import make_redis_broker
 from app.sandbox.plane_runner import SandboxPlaneRunner
 from app.sandbox.plane_world import Item
 from app.services import Services
-from tests.helpers import demo_project, first_item, move, registry, settings
+from tests.helpers import demo_project, first_item, flush_outbox, move, registry, settings
 
 
 @pytest.fixture
@@ -49,9 +49,11 @@ def current(services: Services, item: Item) -> WorkItem:
 
 def route(services: Services, item: Item, state: str, runner: SandboxPlaneRunner) -> str:
     move(runner, item, state)
-    return services.events.route(
+    decision = services.events.route(
         current(services, item), services.registry.projects["demo"], source="test"
     )
+    flush_outbox(services)  # the Plane writes it decided (a worker's flush_outbox)
+    return decision
 
 
 def test_start_creates_task_status_and_first_job(

@@ -10,7 +10,7 @@ from app.cli import main
 from app.domain.stages import Stage
 from app.plane.client import PlaneClient
 from app.plane.setup import ensure_states
-from app.plane.status import STAGE_STATUS_KEY, StateResolver, StatusSync, Trigger
+from app.plane.status import STAGE_STATUS_KEY, StateResolver, Trigger
 from app.projects import Project, Registry
 from app.sandbox.plane_runner import BOT_KEY, PIPELINE_STATES, SandboxPlaneRunner
 from app.sandbox.plane_world import CLASSIC_STATES
@@ -161,49 +161,6 @@ def make_task(store: Store, project: Project, issue_id: str) -> str:
         project=project.name,
     )
     return task.id
-
-
-def test_status_sync_mirrors_each_stage(
-    world_projects: dict[str, str],
-    client: PlaneClient,
-    store: Store,
-    sandbox_plane: SandboxPlaneRunner,
-) -> None:
-    registry = reg(world_projects)
-    project = registry.projects["full"]
-    world_project = sandbox_plane.sandbox.world.projects[project.plane_project_id]
-    issue_id = next(iter(world_project.items))
-    task_id = make_task(store, project, issue_id)
-    sync = StatusSync(client, StateResolver(client, store), registry)
-    for stage in (Stage.ANALYSIS, Stage.DEVELOPMENT, Stage.QUALITY_GATE, Stage.REVIEW):
-        task = store.get_task(task_id)
-        assert task is not None
-        assert sync.set_issue_stage_state(task, stage) is True
-    history = sandbox_plane.sandbox.world.state_history(issue_id)
-    assert history[-4:] == ["Analysis", "In Progress", "Quality Gate", "Code Review"]
-    task = store.get_task(task_id)
-    assert task is not None and task.status_key == "code_review" and task.status_sync_ok
-
-
-def test_status_sync_failure_is_recorded_never_raised(
-    world_projects: dict[str, str],
-    client: PlaneClient,
-    store: Store,
-    sandbox_plane: SandboxPlaneRunner,
-) -> None:
-    registry = reg(world_projects)
-    project = registry.projects["full"]
-    task_id = make_task(store, project, "missing-item")
-    task = store.get_task(task_id)
-    assert task is not None
-    sync = StatusSync(client, StateResolver(client, store), registry)
-    sandbox_plane.sandbox.faults["*"] = "500"
-    assert sync.set_issue_stage_state(task, Stage.REVIEW) is False
-    task = store.get_task(task_id)
-    assert task is not None and task.status_sync_ok is False
-    assert "sync FAILED" in store.timeline(task_id)[-1]["message"]
-    orphan = task.model_copy(update={"project": "not-in-registry"})
-    assert sync.set_issue_stage_state(orphan, Stage.DONE) is False
 
 
 def test_ensure_states_creates_missing_once(

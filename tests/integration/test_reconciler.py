@@ -18,7 +18,7 @@ from app.queue import Dispatcher, make_redis_broker
 from app.sandbox.plane_runner import SandboxPlaneRunner
 from app.sandbox.plane_world import CLASSIC_STATES, Item
 from app.services import Services
-from tests.helpers import demo_project, first_item, move, registry, settings
+from tests.helpers import demo_project, first_item, flush_outbox, move, registry, settings
 
 
 @pytest.fixture
@@ -59,7 +59,10 @@ def moved(runner: SandboxPlaneRunner, item: Item, state: str, *, age_s: float = 
 
 
 def report_for(services: Services, name: str = "demo") -> Any:
-    return services.reconciler.reconcile_project(services.registry.projects[name])
+    """One pass, then the Plane writes it asked for (a worker would flush them)."""
+    report = services.reconciler.reconcile_project(services.registry.projects[name])
+    flush_outbox(services)
+    return report
 
 
 def task_of(services: Services, item: Item) -> Any:

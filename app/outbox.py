@@ -1,0 +1,269 @@
+"""The Plane outbox flusher: writes what a task should show and say, until Plane takes it.
+
+Decisions put their Plane effects in the outbox (`app.outbox_store`) in Redis and go
+on; nothing a job or a handler decides waits for Plane, and nothing meant for Plane is
+dropped. `flush(task_id)` — the `flush_outbox` actor — runs one task's writes, one
+flusher per task at a time (a Redis lock), so they reach Plane in order:
+
+1. the statuses: each stage the task moved into, in order, when the budget has room at
+   once — otherwise only the latest, which is the task's stage *now* (so an older status
+   is never written after a newer one), and never one Plane already shows;
+2. the comments, oldest first, each with its `external_id`: Plane answers a repeat with
+   409 and the existing comment's id, so a comment whose answer was lost is not posted
+   twice.
+
+A failure Plane may get over (connection refused, timeout, 5xx, 429, budget) keeps
+everything and tries again with backoff (2, 4, ... 60 s); one it will not (another 4xx)
+is recorded on the timeline as failed and not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from app.domain.errors import PlaneError, PlaneflowError, TemporaryError
+from app.domain.models import Task
+from app.domain.stages import Stage
+from app.outbox_store import OutboxStore
+from app.plane.client import PlaneClient
+from app.plane.status import STAGE_STATUS_KEY, StateResolver
+from app.projects import Project, Registry
+from app.store import Store
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[str, int | None], object]  # (task id, delay in ms)
+MAX_BACKOFF_S = 60.0
+
+
+class Flushed(StrEnum):
+    DONE = "done"  # nothing left for Plane
+    RETRY = "retry"  # Plane did not take everything; tried again later
+    BUSY = "busy"  # another flusher holds the task; it is asked again shortly
+    GONE = "gone"  # no such task
+
+
+@dataclass(frozen=True)
+class FlushReport:
+    result: Flushed
+    status_written: bool = False
+    comments_posted: int = 0
+    error: str = ""
+
+
+class OutboxFlusher:
+    def __init__(
+        self,
+        store: Store,
+        outbox: OutboxStore,
+        status_client: PlaneClient,
+        comment_client: PlaneClient,
+        resolver: StateResolver,
+        registry: Registry,
+        notify: Notify,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.outbox = outbox
+        self.status_client = status_client
+        self.comment_client = comment_client
+        self.resolver = resolver
+        self.registry = registry
+        self.notify = notify
+        self.clock = clock
+
+    def flush(self, task_id: str) -> FlushReport:
+        lock = self.store.r.lock(
+            self.store.keys.outbox_lock(task_id), timeout=300, thread_local=False
+        )
+        if not lock.acquire(blocking=False):
+            self.notify(task_id, 1000)  # what was added meanwhile is not forgotten
+            return FlushReport(Flushed.BUSY)
+        try:
+            return self._flush(task_id)
+        finally:
+            try:
+                lock.release()
+            except Exception as exc:
+                log.warning("outbox %s: lock release: %s", task_id, exc)
+
+    def _flush(self, task_id: str) -> FlushReport:
+        # A backoff scheduled by an earlier failed attempt counts as seen, too.
+        started = max(self.clock(), self.outbox.scheduled_at(task_id) or 0.0)
+        task = self.store.get_task(task_id)
+        if task is None:
+            self.outbox.drop_all(task_id)
+            self.outbox.settle(task_id, started)
+            return FlushReport(Flushed.GONE)
+        project = self.registry.get(task.project)
+        if project is None:
+            dropped = self.outbox.drop_all(task_id)
+            self.store.record(
+                task.id,
+                "outbox",
+                f"project {task.project!r} is not in the registry: "
+                f"{dropped} Plane write(s) dropped",
+            )
+            self.outbox.settle(task_id, started)
+            return FlushReport(Flushed.DONE)
+        try:
+            written = self._status(task, project)
+            posted = self._comments(task, project)
+        except (PlaneError, TemporaryError) as exc:
+            return self._later(task, str(exc))
+        self.outbox.settle(task_id, started)
+        return FlushReport(Flushed.DONE, written, posted)
+
+    def _later(self, task: Task, error: str) -> FlushReport:
+        tries = self.outbox.failed(task.id)
+        delay = min(2.0**tries, MAX_BACKOFF_S) * (0.8 + 0.4 * random.random())
+        self.outbox.schedule(task.id, self.clock() + delay)
+        self.notify(task.id, int(delay * 1000))
+        if tries == 1:
+            self.store.record(task.id, "outbox", f"Plane did not take the writes: {error[:300]}")
+        log.warning(
+            "outbox %s: attempt %d failed (%s); next in %.0fs", task.id, tries, error, delay
+        )
+        return FlushReport(Flushed.RETRY, error=error)
+
+    # -- status ------------------------------------------------------------------------
+    def _status(self, task: Task, project: Project) -> bool:
+        """Show the stages the task moved through, ending with its stage now.
+
+        Each stage in between is written only if the budget has room at once; under
+        congestion they are passed over and only the current one is written (waiting for
+        the budget). Nothing is written that Plane already shows. True if a write was
+        made; raises PlaneError/TemporaryError for a failure worth retrying.
+        """
+        moved = self.outbox.stages(task.id)
+        plan = self._plan(task, moved)
+        written = False
+        try:
+            for index, key in enumerate(plan):
+                last = index == len(plan) - 1
+                if not last and not self.status_budget_free():
+                    continue  # coalesced: the budget would make us wait
+                self._write_status(task, project, key, budgeted=last)
+                written = True
+        except PlaneError as exc:
+            if exc.retryable:
+                raise
+            self.outbox.consume_stages(task.id, len(moved))
+            return self._status_failed(task, plan[-1], str(exc))
+        except TemporaryError:
+            raise
+        except PlaneflowError as exc:
+            self.outbox.consume_stages(task.id, len(moved))
+            return self._status_failed(task, plan[-1], str(exc))
+        self.outbox.consume_stages(task.id, len(moved))
+        return written
+
+    @staticmethod
+    def _plan(task: Task, moved: list[str]) -> list[str]:
+        """Status keys to write, in order: each stage moved into, ending with the current
+        one; consecutive repeats and what Plane already shows left out."""
+        if task.stage is Stage.CANCELLED:
+            return []  # Plane shows it already: it is where the cancel came from
+        keys = [STAGE_STATUS_KEY[Stage(s)] for s in moved if s != Stage.CANCELLED.value]
+        current = STAGE_STATUS_KEY[task.stage]
+        if not keys or keys[-1] != current:
+            keys.append(current)  # the latest is always the task's stage now
+        shown = task.status_key if task.status_sync_ok else None
+        plan: list[str] = []
+        for key in keys:
+            if key != (plan[-1] if plan else shown):
+                plan.append(key)
+        return plan
+
+    def status_budget_free(self) -> bool:
+        budget = self.status_client.budget
+        return budget is None or budget.try_acquire()
+
+    def _write_status(self, task: Task, project: Project, key: str, *, budgeted: bool) -> None:
+        state_id = self.resolver.resolve(project).resolve(key)
+        if state_id is None:
+            raise PlaneflowError(
+                f"project {project.name!r} has no state for {key!r} (run `planeflow "
+                f"plane ensure-states --project {project.name}`)"
+            )
+        client = self.status_client if budgeted else self.status_client.without_budget()
+        client.patch_work_item(project.plane_project_id, task.plane_issue_id, state=state_id)
+        self.store.update_task(task.id, status_key=key, status_sync_ok=True)
+        self.store.record(task.id, "status", f"status {key!r} synced")
+
+    def _status_failed(self, task: Task, key: str, error: str) -> bool:
+        # Not retried here: the reconciler's drift repair looks again on its next pass.
+        self.store.update_task(task.id, status_key=key, status_sync_ok=False)
+        self.store.record(task.id, "status", f"status {key!r} sync FAILED: {error[:300]}")
+        self.store.incr_counter("status_sync_failures")
+        return False
+
+    # -- comments ----------------------------------------------------------------------
+    def _comments(self, task: Task, project: Project) -> int:
+        posted = 0
+        while (comment := self.outbox.head(task.id)) is not None:
+            try:
+                _, created = self.comment_client.create_comment(
+                    project.plane_project_id,
+                    task.plane_issue_id,
+                    comment.html,
+                    external_id=comment.key,
+                )
+            except PlaneError as exc:
+                if exc.retryable:
+                    self.outbox.tried(task.id, comment, str(exc))
+                    raise
+                self.outbox.pop(task.id, comment.key)
+                self.store.record(
+                    task.id,
+                    "comment",
+                    f"comment {comment.key} refused by Plane, not retried: {str(exc)[:300]}",
+                )
+                self.store.incr_counter("comment_failures")
+                continue
+            except TemporaryError as exc:
+                self.outbox.tried(task.id, comment, str(exc))
+                raise
+            self.outbox.pop(task.id, comment.key)
+            what = "posted" if created else "already posted (Plane answered 409)"
+            self.store.record(task.id, "comment", f"comment {comment.key} {what}")
+            posted += 1
+        return posted
+
+    # -- the safety net ----------------------------------------------------------------
+    def resend_overdue(self, grace_s: float = 30.0) -> int:
+        """Send a flush for tasks whose writes are overdue (a lost or failed message)."""
+        overdue = self.outbox.due(self.clock() - grace_s)
+        for task_id in overdue:
+            self.notify(task_id, None)
+        return len(overdue)
+
+
+class PlaneOutbox:
+    """What deciders call: durable in Redis at once, sent to Plane by the flusher."""
+
+    def __init__(self, outbox: OutboxStore, notify: Notify) -> None:
+        self.outbox = outbox
+        self.notify = notify
+
+    def show_stage(self, task_id: str) -> None:
+        """The task's Plane status should follow its stage (as it is when flushed)."""
+        self.outbox.schedule(task_id)
+        self._wake(task_id)
+
+    def comment(self, task_id: str, html: str) -> None:
+        """Post `html` on the task's work item, once, after those queued before it."""
+        self.outbox.add_comment(task_id, html)
+        self._wake(task_id)
+
+    def _wake(self, task_id: str) -> None:
+        try:
+            self.notify(task_id, None)
+        except Exception as exc:  # the due set keeps it; the scheduler re-sends
+            log.warning("outbox %s: cannot send the flush message now: %s", task_id, exc)
