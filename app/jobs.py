@@ -9,19 +9,20 @@ then asks the stage machine for the next stage and queues that stage's job.
 
 from __future__ import annotations
 
-import html
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from app import logs
+from app.apply import Applied, EndedJob, apply_decision
 from app.caps import Caps, Slot, budget_exhausted
 from app.config import Settings
+from app.domain.decisions import Aborted, Policy, StageEnded, decide, task_view
 from app.domain.models import Job, JobState, Task, utcnow
-from app.domain.stages import TERMINAL_STAGES, Outcome, Stage, next_stage
+from app.domain.stages import TERMINAL_STAGES, Outcome, Stage
 from app.forge.base import Forge
-from app.pipeline import JobSender, PlaneWrites
+from app.pipeline import JobSender, PlaneWrites, run_after
 from app.plane.client import PlaneClient
 from app.projects import Project, Registry
 from app.stagework import ROLE_OF_STAGE, Context, StageResult, StageWork
@@ -268,36 +269,32 @@ class JobRunner:
         message: str,
         after: list[Callable[[], object]],
     ) -> str:
-        self.store.finish_job(job.id, outcome.value)
-        nxt = next_stage(
-            task.stage, outcome, rework_count=task.rework_count, max_rework=project.max_rework
+        """decide -> apply -> effects: one decision, one transaction, sends after."""
+        decision = decide(
+            task_view(task),
+            StageEnded(outcome, message, result_fields),
+            Policy(project.max_rework),
         )
-        fields = dict(result_fields)
-        if outcome is Outcome.REWORK:
-            fields["rework_count"] = task.rework_count + 1
-            if nxt is Stage.BLOCKED:
-                message = f"{message}; max_rework ({project.max_rework}) reached"
-        if nxt is Stage.BLOCKED:
-            fields.update(failed_stage=task.stage, blocked_reason=message)
-        if nxt in TERMINAL_STAGES:
-            self.release_deploy_slot(project, task.id)
-        moved = self.store.move_task(task.id, nxt, message, **fields)
-        new = self.store.create_job(task.id, nxt) if nxt not in TERMINAL_STAGES else None
-        # Plane's part goes to the outbox (durable now, sent by its flusher); the next
-        # job does not wait for Plane.
-        if nxt is Stage.BLOCKED:
-            self.outbox.comment(
-                task.id,
-                f"<p>⛔ Blocked in stage <b>{task.stage.value}</b>: {_esc(message)}</p>"
-                f"<p>Move the work item to <b>To Analyse</b> to resume from "
-                f"{task.stage.value}.</p>",
-            )
-        self.outbox.show_stage(moved.id)
+        applied = apply_decision(
+            self.store,
+            task.id,
+            decision,
+            ended=EndedJob(job.id, outcome.value),
+            time_limit_s=self._time_limit(decision.stage, project),
+        )
+        self._effects(applied, project, after)
+        return f"{task.stage.value} -> {decision.stage.value}"
+
+    def _effects(
+        self, applied: Applied, project: Project, after: list[Callable[[], object]]
+    ) -> None:
+        """The sends of an applied decision, for after the lock (and the slot)."""
+        task, new = applied.task, applied.job
         if new is not None:
             after.append(lambda: self.jobs.send_job(new.id))
-        if nxt is Stage.DONE:
+        after.append(lambda: self.outbox.wake(task.id))
+        if applied.decision.effects.cleanup_worktree:
             after.append(lambda: self._cleanup(project, task))
-        return f"{task.stage.value} -> {nxt.value}"
 
     def _wait(
         self,
@@ -320,14 +317,22 @@ class JobRunner:
             after.append(send)
 
     def _block(self, task: Task, job: Job, reason: str) -> str:
+        """The job cannot run (budget used up, project gone): abort into `blocked`."""
+        after: list[Callable[[], object]] = []
         with self.store.issue_lock(task.plane_issue_id):
-            self.store.finish_job(job.id, "blocked", error=reason)
-            self.store.move_task(
-                task.id, Stage.BLOCKED, reason, failed_stage=task.stage, blocked_reason=reason
+            fresh = self.store.get_task(task.id)
+            if fresh is None or fresh.stage in TERMINAL_STAGES:
+                return "ignored: task already ended"
+            decision = decide(task_view(fresh), Aborted(reason), Policy(max_rework=0))
+            applied = apply_decision(
+                self.store, task.id, decision, ended=EndedJob(job.id, "blocked", error=reason)
             )
-            self.store.release_deploy_slot(task.repo, task.id)
-            self.outbox.comment(task.id, f"<p>⛔ Blocked: {_esc(reason)}</p>")
-            self.outbox.show_stage(task.id)
+            project = self.registry.get(task.project)
+            if project is not None:
+                self._effects(applied, project, after)
+            else:
+                after.append(lambda: self.outbox.wake(task.id))
+        run_after(after)
         return f"blocked: {reason}"
 
     def release_deploy_slot(self, project: Project, task_id: str) -> None:
@@ -354,7 +359,3 @@ class JobRunner:
                 self.jobs.send_job(job.id)
                 count += 1
         return count
-
-
-def _esc(text: str) -> str:
-    return html.escape(text[:1500])

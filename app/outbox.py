@@ -262,6 +262,10 @@ class PlaneOutbox:
         self.outbox.add_comment(task_id, html)
         self._wake(task_id)
 
+    def wake(self, task_id: str) -> None:
+        """Have the flusher look at the task now (what to send is already in Redis)."""
+        self._wake(task_id)
+
     def _wake(self, task_id: str) -> None:
         try:
             self.notify(task_id, None)

@@ -17,15 +17,25 @@ from datetime import datetime
 from typing import Protocol
 
 from app import logs
+from app.apply import Applied, apply_decision
+from app.domain.decisions import (
+    CancelledInPlane,
+    Policy,
+    Resumed,
+    VerdictGiven,
+    decide,
+    task_view,
+)
 from app.domain.models import Job, Task
 from app.domain.naming import branch_name, work_item_id
-from app.domain.stages import FINISHED_STAGES, Outcome, Stage, next_stage
+from app.domain.stages import FINISHED_STAGES, Stage
 from app.plane.client import PlaneClient
 from app.plane.models import Comment, WorkItem
 from app.projects import Project
 from app.store import Store
 
 log = logging.getLogger(__name__)
+NO_POLICY = Policy(max_rework=0)  # for decisions that do not count rework loops
 
 
 class JobSender(Protocol):
@@ -38,6 +48,8 @@ class PlaneWrites(Protocol):
     def show_stage(self, task_id: str) -> None: ...
 
     def comment(self, task_id: str, html: str) -> None: ...
+
+    def wake(self, task_id: str) -> None: ...
 
 
 @dataclass
@@ -79,12 +91,14 @@ class Pipeline:
                 project=project.name,
             )
             if created:
+                task = self.store.update_task(task.id, description=item_text(issue))
                 with logs.bind(task_id=task.id, work_item=wi, stage=task.stage.value):
                     log.info("task created (%s)", source)
                 self.store.record(task.id, "start", f"started by {source}")
                 self._enqueue(task, after)
                 return "started"
         if task.stage is Stage.BLOCKED:
+            task = self.store.update_task(task.id, title=issue.name, description=item_text(issue))
             return self._resume(task, source, after)
         reason = (
             f"ignored: task already {task.stage.value}"
@@ -95,11 +109,16 @@ class Pipeline:
         return reason
 
     def _resume(self, task: Task, source: str, after: list[Callable[[], object]]) -> str:
-        resume_at = task.failed_stage or Stage.ANALYSIS
-        stage = next_stage(Stage.BLOCKED, Outcome.RESUME, resume_stage=resume_at)
-        task = self.store.move_task(task.id, stage, f"resumed by {source}", blocked_reason=None)
-        self._enqueue(task, after)
-        return f"resumed at {stage.value}"
+        decision = decide(task_view(task), Resumed(source), NO_POLICY)
+        self._applied(apply_decision(self.store, task.id, decision), after)
+        return f"resumed at {decision.stage.value}"
+
+    def _applied(self, applied: Applied, after: list[Callable[[], object]]) -> None:
+        """The sends of an applied decision, for after the lock."""
+        new, task_id = applied.job, applied.task.id
+        if new is not None:
+            after.append(lambda: self.jobs.send_job(new.id))
+        after.append(lambda: self.outbox.wake(task_id))
 
     # -- verdict ----------------------------------------------------------------------
     def handle_verdict(
@@ -138,19 +157,14 @@ class Pipeline:
             reason = f"ignored: verdict {verdict} while job {active.id} is active"
             self.store.record(task.id, "ignored", f"{reason} [{source}]")
             return reason
-        fields: dict[str, object] = {}
-        if approved:
-            outcome = Outcome.APPROVED
-        else:
-            outcome = Outcome.REJECTED
-            fields["feedback"] = self._review_feedback(task, project)
-            fields["rework_count"] = task.rework_count + 1
-        stage = next_stage(
-            Stage.REVIEW, outcome, rework_count=task.rework_count, max_rework=project.max_rework
+        feedback = "" if approved else self._review_feedback(task, project)
+        decision = decide(
+            task_view(task),
+            VerdictGiven(approved, source, feedback),
+            Policy(project.max_rework),
         )
-        task = self.store.move_task(task.id, stage, f"verdict {verdict} [{source}]", **fields)
-        self._enqueue(task, after)
-        return f"{verdict}: moved to {stage.value}"
+        self._applied(apply_decision(self.store, task.id, decision), after)
+        return f"{verdict}: moved to {decision.stage.value}"
 
     def _review_feedback(self, task: Task, project: Project) -> str:
         """Human comments posted since the task entered review, oldest first."""
@@ -176,13 +190,9 @@ class Pipeline:
                 reason = f"ignored: cancel of a task already {task.stage.value}"
                 self.store.record(task.id, "ignored", f"{reason} [{source}]")
                 return reason
-            active = self.store.active_job(task)
-            if active is not None:
-                self.store.cancel_job(active.id)
-            self.store.move_task(
-                task.id, next_stage(task.stage, Outcome.CANCEL), f"cancelled in Plane [{source}]"
-            )
-            # No status write: Plane already shows the cancelled state.
+            # The active job is cancelled with the move (its runner kills the agent).
+            decision = decide(task_view(task), CancelledInPlane(source), NO_POLICY)
+            apply_decision(self.store, task.id, decision)
             return "cancelled"
 
     # -- jobs -------------------------------------------------------------------------
@@ -195,6 +205,10 @@ class Pipeline:
             return None
         after.append(lambda: self.jobs.send_job(job.id))
         return job
+
+
+def item_text(item: WorkItem) -> str:
+    return item.description_stripped or item.description_html or ""
 
 
 def run_after(actions: list[Callable[[], object]]) -> None:

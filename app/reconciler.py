@@ -18,12 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from app.apply import EndedJob, apply_decision
 from app.config import Settings
+from app.domain.decisions import Aborted, Policy, decide, task_view
 from app.domain.models import JobState, Task, utcnow
 from app.domain.stages import FINISHED_STAGES, Stage
 from app.events import EventProcessor
 from app.git import Repo
-from app.pipeline import JobSender, PlaneWrites
+from app.pipeline import JobSender, PlaneWrites, run_after
 from app.plane.client import PlaneClient
 from app.plane.models import WorkItem
 from app.plane.status import STAGE_STATUS_KEY, ProjectStates, StateResolver, Trigger
@@ -331,23 +333,45 @@ class Reconciler:
         return removed
 
     def _lost(self, job_id: str) -> None:
-        job = self.store.finish_job(job_id, "lost", state=JobState.LOST, error="heartbeat stopped")
-        self.store.incr_counter("jobs_lost")
-        task = self.store.get_task(job.task_id)
-        if task is None or task.stage in FINISHED_STAGES or task.stage is Stage.BLOCKED:
+        """A running job stopped beating: run it again, or abort the task into `blocked`
+        past `job_max_attempts` — under the work item's lock, through the decision path."""
+        job = self.store.get_job(job_id)
+        task = self.store.get_task(job.task_id) if job is not None else None
+        if job is None or task is None:
             return
-        if job.attempt >= self.settings.job_max_attempts:
-            reason = f"job for {job.stage.value} lost {job.attempt} time(s) (worker died)"
-            task = self.store.move_task(
-                task.id, Stage.BLOCKED, reason, failed_stage=job.stage, blocked_reason=reason
-            )
-            self.outbox.show_stage(task.id)
-            return
-        new = self.store.create_job(
-            task.id, job.stage, attempt=job.attempt + 1, time_limit_s=job.time_limit_s
-        )
-        if new is not None:
-            self.store.record(
-                task.id, "job", f"job {job.id} lost (no heartbeat); retrying as job {new.id}"
-            )
-            self.jobs.send_job(new.id)
+        after: list[Callable[[], object]] = []
+        with self.store.issue_lock(task.plane_issue_id):
+            job, task = self.store.get_job(job_id), self.store.get_task(task.id)
+            if job is None or task is None or not job.is_active:
+                return  # finished or handled meanwhile
+            self.store.incr_counter("jobs_lost")
+            if task.stage in FINISHED_STAGES or task.stage is Stage.BLOCKED:
+                self.store.finish_job(
+                    job.id, "lost", state=JobState.LOST, error="heartbeat stopped"
+                )
+                return
+            if job.attempt >= self.settings.job_max_attempts:
+                reason = f"job for {job.stage.value} lost {job.attempt} time(s) (worker died)"
+                decision = decide(task_view(task), Aborted(reason), Policy(max_rework=0))
+                applied = apply_decision(
+                    self.store,
+                    task.id,
+                    decision,
+                    ended=EndedJob(job.id, "lost", JobState.LOST, "heartbeat stopped"),
+                )
+                after.append(lambda: self.outbox.wake(applied.task.id))
+            else:
+                self.store.finish_job(
+                    job.id, "lost", state=JobState.LOST, error="heartbeat stopped"
+                )
+                new = self.store.create_job(
+                    task.id, job.stage, attempt=job.attempt + 1, time_limit_s=job.time_limit_s
+                )
+                if new is not None:
+                    self.store.record(
+                        task.id,
+                        "job",
+                        f"job {job.id} lost (no heartbeat); retrying as job {new.id}",
+                    )
+                    after.append(lambda: self.jobs.send_job(new.id))
+        run_after(after)

@@ -196,6 +196,10 @@ class StageWork:
                 pass
 
     def _issue_text(self, task: Task, project: Project) -> str:
+        """The work item's text, as the trigger saw it (a Plane read only for tasks made
+        before planeflow kept it): no job holds its slot waiting for Plane for it."""
+        if task.description is not None:
+            return f"# {task.work_item_id}: {task.title}\n\n{task.description}\n"
         description = ""
         try:
             item = self.ctx.plane.get_work_item(project.plane_project_id, task.plane_issue_id)

@@ -65,6 +65,8 @@ class Task(_Record):
     branch: str
     stage: Stage
     title: str = ""
+    # The work item's text as of the last trigger (agents read it without a Plane call).
+    description: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     rework_count: int = 0

@@ -35,7 +35,8 @@ class Outcome(StrEnum):
     APPROVED = "approved"  # human verdict in Plane
     REJECTED = "rejected"  # human verdict in Plane
     RESUME = "resume"  # start trigger on a blocked task
-    CANCEL = "cancel"  # Plane state in group `cancelled`
+    CANCEL = "cancel"  # Plane state in group `cancelled`, or the work item deleted
+    ABORT = "abort"  # the work cannot go on (budget used up, job lost, project gone)
 
 
 FIRST_STAGE: Final = Stage.ANALYSIS
@@ -46,47 +47,57 @@ WAITING_STAGES: Final = frozenset({Stage.REVIEW, Stage.AWAITING_DEPLOY})
 DEFAULT_MAX_REWORK: Final = 3
 
 _CANCEL: Final = {Outcome.CANCEL: Stage.CANCELLED}
+# Every working stage can be aborted into `blocked` (and resumed from there).
+_ABORT: Final = {Outcome.ABORT: Stage.BLOCKED}
 
 STAGE_TRANSITIONS: Final[dict[Stage, dict[Outcome, Stage]]] = {
     Stage.ANALYSIS: {
         Outcome.SUCCESS: Stage.DEVELOPMENT,
         Outcome.FAILURE: Stage.BLOCKED,
+        **_ABORT,
         **_CANCEL,
     },
     Stage.DEVELOPMENT: {
         Outcome.SUCCESS: Stage.QUALITY_GATE,
         Outcome.FAILURE: Stage.BLOCKED,
+        **_ABORT,
         **_CANCEL,
     },
     Stage.QUALITY_GATE: {
         Outcome.SUCCESS: Stage.REVIEW,
         Outcome.REWORK: Stage.DEVELOPMENT,  # capped by max_rework, then BLOCKED
         Outcome.FAILURE: Stage.BLOCKED,
+        **_ABORT,
         **_CANCEL,
     },
     Stage.REVIEW: {
         Outcome.APPROVED: Stage.MERGE,
         Outcome.REJECTED: Stage.DEVELOPMENT,
         Outcome.REWORK: Stage.DEVELOPMENT,  # reviewer agent; capped by max_rework
+        **_ABORT,
         **_CANCEL,
     },
     Stage.MERGE: {
         Outcome.SUCCESS: Stage.AWAITING_DEPLOY,
         Outcome.FAILURE: Stage.BLOCKED,
+        **_ABORT,
         **_CANCEL,
     },
     Stage.AWAITING_DEPLOY: {
         Outcome.SUCCESS: Stage.DEPLOYING,
+        **_ABORT,
         **_CANCEL,
     },
     Stage.DEPLOYING: {
         Outcome.SUCCESS: Stage.MONITORING,
         Outcome.FAILURE: Stage.BLOCKED,
+        **_ABORT,
         **_CANCEL,
     },
     Stage.MONITORING: {
         Outcome.SUCCESS: Stage.DONE,  # HEALTHY
         Outcome.FAILURE: Stage.BLOCKED,  # DEGRADED: alert only, never rolls back
+        **_ABORT,
         **_CANCEL,
     },
     Stage.DONE: {},

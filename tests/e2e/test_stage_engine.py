@@ -397,9 +397,11 @@ def test_a_verdict_given_while_the_reviewer_runs_is_not_lost(
     def reviewer_running() -> Any:
         task = stack.task(item)
         job = stack.services.store.active_job(task) if task else None
-        return job if job is not None and job.stage is Stage.REVIEW and job.agent_pgid else None
+        shown = task is not None and task.status_key == "code_review"  # what the human sees
+        running = job is not None and job.stage is Stage.REVIEW and job.agent_pgid
+        return job if running and shown else None
 
-    wait_for(reviewer_running, 30, "reviewer running")
+    wait_for(reviewer_running, 30, "reviewer running, Plane showing Code Review")
     move(sandbox_plane, item, "Approved")  # too early: the review job is still active
     task = stack.wait_stage(item, Stage.DONE, timeout=40)
     messages = [e["message"] for e in stack.services.store.timeline(task.id)]

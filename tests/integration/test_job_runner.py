@@ -141,3 +141,55 @@ def test_a_full_cap_makes_the_job_wait_visibly(
     assert last["message"] == "waiting for a slot: global cap of 1 running job(s)"
     services.store.r.zrem(services.store.keys.slots("global"), "other-job")
     assert services.job_runner.run(job.id) == "analysis -> development"
+
+
+@pytest.mark.parametrize("services", [{"budget": {"attempts": 1}}], indirect=True)
+def test_a_task_blocked_in_monitoring_frees_the_deploy_slot_at_once(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    task = task_in(services, sandbox_plane, Stage.MONITORING)
+    assert services.store.take_deploy_slot(task.repo, task.id, ttl_s=3600) is None
+    services.store.update_task(task.id, attempts_used=1)  # budget used up
+    job = services.store.create_job(task.id, Stage.MONITORING)
+    assert services.job_runner.run(job.id).startswith("blocked: budget exhausted")
+    # another task of the same repo can deploy now, not in 76 minutes
+    assert services.store.take_deploy_slot(task.repo, "another-task", ttl_s=60) is None
+    pending = services.outbox_store.pending(task.id)
+    assert len(pending) == 1 and "Blocked in stage <b>monitoring</b>" in pending[0].html
+
+
+@pytest.mark.parametrize("stage", [Stage.REVIEW, Stage.AWAITING_DEPLOY, Stage.MONITORING])
+def test_a_job_lost_too_often_blocks_through_the_table_and_frees_the_slot(
+    services: Services, sandbox_plane: SandboxPlaneRunner, stage: Stage
+) -> None:
+    from datetime import timedelta
+
+    from app.domain.models import utcnow
+
+    task = task_in(services, sandbox_plane, stage)
+    services.store.take_deploy_slot(task.repo, task.id, ttl_s=3600)
+    job = services.store.create_job(task.id, stage, attempt=3, time_limit_s=1)
+    old = utcnow() - timedelta(hours=1)
+    services.store.update_job(job.id, state=JobState.RUNNING, started_at=old, heartbeat_at=old)
+    assert services.reconciler.sweep_jobs() == 1
+    blocked = services.store.get_task(task.id)
+    assert blocked.stage is Stage.BLOCKED and blocked.failed_stage is stage
+    transitions = [e for e in services.store.timeline(task.id) if e["kind"] == "transition"]
+    assert transitions[-1]["message"].startswith(f"{stage.value} -> blocked: job for")
+    assert services.store.take_deploy_slot(task.repo, "another-task", ttl_s=60) is None
+    assert len(services.outbox_store.pending(task.id)) == 1  # the blocked comment, kept
+
+
+def test_a_finished_job_makes_no_plane_call_while_holding_its_slot(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    task = task_in(services, sandbox_plane, Stage.ANALYSIS)
+    services.store.update_task(task.id, description="text known from the trigger")
+    job = services.store.create_job(task.id, Stage.ANALYSIS)
+    runner = services.job_runner  # built while Plane answers (it asks for our own user)
+    sandbox_plane.sandbox.faults["*"] = "slow:30"  # Plane hangs
+    before = len(sandbox_plane.sandbox.request_log)
+    assert runner.run(job.id) == "analysis -> development"
+    assert len(sandbox_plane.sandbox.request_log) == before  # statuses and comments wait
+    assert services.store.r.zcard(services.store.keys.slots("global")) == 0  # slot free
+    assert not services.outbox_store.is_settled(task.id)  # ... in the outbox

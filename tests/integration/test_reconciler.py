@@ -242,6 +242,7 @@ def running_job(services: Services, sandbox_plane: SandboxPlaneRunner, attempt: 
     report_for(services)
     task = task_of(services, item)
     services.store.finish_job(task.active_job_id, "success")
+    services.store.move_task(task.id, Stage.DEVELOPMENT, "analysis done")
     job = services.store.create_job(task.id, Stage.DEVELOPMENT, attempt=attempt, time_limit_s=60)
     old = datetime.now(UTC) - timedelta(seconds=60 + services.settings.job_lost_margin_s + 5)
     services.store.update_job(job.id, state=JobState.RUNNING, started_at=old, heartbeat_at=old)

@@ -35,6 +35,7 @@ LEGAL = [
     (S.MONITORING, O.FAILURE, S.BLOCKED),
     (S.BLOCKED, O.RESUME, S.ANALYSIS),
 ] + [(s, O.CANCEL, S.CANCELLED) for s in S if s not in (S.DONE, S.CANCELLED)]
+LEGAL += [(s, O.ABORT, S.BLOCKED) for s in S if s not in (S.DONE, S.CANCELLED, S.BLOCKED)]
 
 
 def test_table_holds_every_stage() -> None:
