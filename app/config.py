@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     reconcile_lock_ttl_s: int = 300
     scheduler_tick_s: float = 15.0  # how often the leader offers due passes
     webhook_silence_s: int = 600  # replays but no webhook this long: webhook likely disabled
+    item_check_after_s: int = 600  # a live task's work item not seen this long is looked up
+    item_checks_per_pass: int = 5  # at most this many look-ups per project pass
+    deleted_confirm_s: float = 60.0  # a second 404 this much later cancels the task
     job_lost_margin_s: float = 120.0
     max_jobs: int = 8  # running jobs in total
     max_jobs_per_project: int = 4

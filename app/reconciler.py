@@ -25,6 +25,7 @@ from app.domain.models import JobState, Task, utcnow
 from app.domain.stages import FINISHED_STAGES, Stage
 from app.events import EventProcessor
 from app.git import Repo
+from app.missing_items import MissingItems
 from app.pipeline import JobSender, PlaneWrites, run_after
 from app.plane.client import PlaneClient
 from app.plane.models import WorkItem
@@ -45,6 +46,8 @@ class PassReport:
     scanned: int = 0
     replayed: int = 0
     repaired: int = 0
+    items_checked: int = 0
+    deleted: int = 0
     skipped: Tally[str] = field(default_factory=Tally)
     error: str | None = None
     ran: bool = True
@@ -57,6 +60,7 @@ class PassReport:
             f"{self.project}: {'full' if self.full_scan else 'incremental'} scan, "
             f"{self.scanned} item(s), {self.api_calls} API call(s), "
             f"{self.replayed} replayed, {self.repaired} status repaired, "
+            f"{self.items_checked} item(s) checked, {self.deleted} cancelled as deleted, "
             f"skipped: {skipped}" + (f", ERROR: {self.error}" if self.error else "")
         )
 
@@ -82,6 +86,7 @@ class Reconciler:
         self.outbox = outbox
         self.jobs = jobs
         self.clock = clock
+        self.missing = MissingItems(settings, store, self.now)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -166,8 +171,17 @@ class Reconciler:
                     updated_after=bound,
                 )
             )
+            tasks = {
+                t.plane_issue_id: t for t in self.store.list_tasks() if t.project == project.name
+            }
+            # The listing answered: the project and the key are fine, so a 404 for one
+            # work item means that item.
+            report.items_checked, report.deleted, suspected = self.missing.check(
+                client, project, tasks, {item.id for item in items}
+            )
+            if suspected:
+                self._recheck_later(project)
         report.scanned = len(items)
-        tasks = {t.plane_issue_id: t for t in self.store.list_tasks() if t.project == project.name}
         triggers = states.trigger_ids()
         for item in items:
             trigger = triggers.get(item.state_id or "")
@@ -175,6 +189,14 @@ class Reconciler:
                 self._consider(item, trigger, project, tasks.get(item.id), report)
         self._repair_drift(states, items, tasks, report)
         self.store.r.hset(key, mapping={"watermark": started.isoformat(), "passes": passes + 1})
+
+    def _recheck_later(self, project: Project) -> None:
+        """A suspected deletion is confirmed by a pass at least `deleted_confirm_s` later."""
+        key = self.store.keys.reconcile_state(project.name)
+        soonest = self.clock() + self.settings.deleted_confirm_s + 1
+        due = float(self.store.r.hget(key, "next_due") or 0)
+        if due < soonest:
+            self.store.r.hset(key, "next_due", soonest)
 
     def _consider(
         self,

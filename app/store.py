@@ -167,17 +167,20 @@ class Store:
             pipe.hgetall(self.keys.task(task_id))
         return [Task.from_hash(d) for d in pipe.execute() if d]
 
-    def update_task(self, task_id: str, **fields: Any) -> Task:
+    def update_task(self, task_id: str, *, touch: bool = True, **fields: Any) -> Task:
         """Set plain fields of a task (not its stage: use `move_task`).
 
         Only these fields are written, so a concurrent `move_task` is never undone.
+        `touch=False` leaves `updated_at` alone (bookkeeping that is no change of the
+        task: the reconciler compares it with the work item's own update time).
         """
         if "stage" in fields:
             raise StoreError("use move_task to change a task's stage")
         task = self._require_task(task_id)
-        updated = task.model_copy(update={**fields, "updated_at": utcnow()})
+        written = [*fields, "updated_at"] if touch else list(fields)
+        updated = task.model_copy(update={**fields, "updated_at": utcnow()} if touch else fields)
         flat = updated.to_hash()
-        self.r.hset(self.keys.task(task_id), mapping={k: flat[k] for k in [*fields, "updated_at"]})
+        self.r.hset(self.keys.task(task_id), mapping={k: flat[k] for k in written})
         return updated
 
     def move_task(self, task_id: str, stage: Stage, reason: str, **fields: Any) -> Task:

@@ -84,6 +84,8 @@ class Task(_Record):
     merge_waiting_since: datetime | None = None
     deploy_started_at: datetime | None = None
     monitor_started_at: datetime | None = None
+    seen_at: datetime | None = None  # the work item was last seen in Plane (reconciler)
+    missing_since: datetime | None = None  # Plane answered 404 for it (not yet confirmed)
     # lifetime budget use (survives re-triggers and restarts)
     attempts_used: int = 0
     agent_seconds: float = 0.0

@@ -38,7 +38,7 @@ class SandboxPlane:
         self.lock = threading.RLock()
         self.rate_limit = rate_limit
         self.sender = sender or WebhookSender()
-        # project id, work item id or "*" -> "500" | "garbage" | "slow:S" | "lose_answer"
+        # project id, work item id or "*" -> "500" | "404" | "garbage" | "slow:S" | "lose_answer"
         self.faults: dict[str, str] = {}
         self.request_log: list[tuple[str, str]] = []
         self._hits: dict[str, deque[float]] = {}
@@ -132,6 +132,8 @@ async def plane_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
     if fault == "garbage":
         return web.Response(status=200, text="{not json", content_type="application/json")
+    if fault == "404":  # as if the resource were gone
+        return _json({"error": "The requested resource does not exist."}, 404)
     if fault and fault.startswith("slow:"):
         await asyncio.sleep(float(fault.split(":", 1)[1]))
     rate_headers: dict[str, str] = {}
