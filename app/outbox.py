@@ -96,7 +96,8 @@ class OutboxFlusher:
     def _flush(self, task_id: str) -> FlushReport:
         # A backoff scheduled by an earlier failed attempt counts as seen, too.
         started = max(self.clock(), self.outbox.scheduled_at(task_id) or 0.0)
-        task = self.store.get_task(task_id)
+        data, moved = self.outbox.snapshot(task_id)
+        task = Task.from_hash(data) if data else None
         if task is None:
             self.outbox.drop_all(task_id)
             self.outbox.settle(task_id, started)
@@ -113,7 +114,7 @@ class OutboxFlusher:
             self.outbox.settle(task_id, started)
             return FlushReport(Flushed.DONE)
         try:
-            written = self._status(task, project)
+            written = self._status(task, project, moved)
             posted = self._comments(task, project)
         except (PlaneError, TemporaryError) as exc:
             return self._later(task, str(exc))
@@ -133,7 +134,7 @@ class OutboxFlusher:
         return FlushReport(Flushed.RETRY, error=error)
 
     # -- status ------------------------------------------------------------------------
-    def _status(self, task: Task, project: Project) -> bool:
+    def _status(self, task: Task, project: Project, moved: list[str]) -> bool:
         """Show the stages the task moved through, ending with its stage now.
 
         Each stage in between is written only if the budget has room at once; under
@@ -141,7 +142,6 @@ class OutboxFlusher:
         the budget). Nothing is written that Plane already shows. True if a write was
         made; raises PlaneError/TemporaryError for a failure worth retrying.
         """
-        moved = self.outbox.stages(task.id)
         plan = self._plan(task, moved)
         written = False
         try:
@@ -170,10 +170,11 @@ class OutboxFlusher:
         one; consecutive repeats and what Plane already shows left out."""
         if task.stage is Stage.CANCELLED:
             return []  # Plane shows it already: it is where the cancel came from
+        # `moved` and `task` come from one read: the last stage moved into is the task's
+        # stage. Only when nothing moved (a new task, a drift repair) is it added here.
         keys = [STAGE_STATUS_KEY[Stage(s)] for s in moved if s != Stage.CANCELLED.value]
-        current = STAGE_STATUS_KEY[task.stage]
-        if not keys or keys[-1] != current:
-            keys.append(current)  # the latest is always the task's stage now
+        if not keys:
+            keys = [STAGE_STATUS_KEY[task.stage]]
         shown = task.status_key if task.status_sync_ok else None
         plan: list[str] = []
         for key in keys:

@@ -97,6 +97,15 @@ class OutboxStore:
         """Stages moved into since the last status flush, oldest first."""
         return list(self.r.lrange(self.keys.outbox_statuses(task_id), 0, -1))
 
+    def snapshot(self, task_id: str) -> tuple[dict[str, str], list[str]]:
+        """The task's hash and its moved-into stages, read in one transaction (so the
+        last stage listed is the task's stage in that hash)."""
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self.keys.task(task_id))
+            pipe.lrange(self.keys.outbox_statuses(task_id), 0, -1)
+            data, stages = pipe.execute()
+        return dict(data), list(stages)
+
     def consume_stages(self, task_id: str, count: int) -> None:
         """Forget the first `count` stages (shown, or passed over); later ones stay."""
         if count:

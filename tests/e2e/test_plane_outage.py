@@ -1,0 +1,185 @@
+"""Plane unreachable for 30 s in the middle of several pipelines, with the CLI processes.
+
+`planeflow web`, `worker` and `scheduler` run as users run them, against the sandbox
+Plane over HTTP through a proxy that refuses connections (or hangs) for 30 s while
+three work items travel their pipelines. Afterwards every item is Done in Plane, has
+each of its milestone comments exactly once, and its Plane state history never went
+backwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from app.sandbox.plane_runner import BOT_KEY, HUMAN_KEY, SandboxPlaneRunner, make_sandbox, seed_demo
+from app.store import Store
+from tests.conftest import REPO_ROOT, RedisServer, free_port
+from tests.e2e.conftest import wait_for
+from tests.e2e.test_stage_engine import FULL_JOURNEY
+from tests.helpers import SECRET, make_remote, pipeline_project, write_registry
+from tests.proxy import Proxy
+
+pytestmark = pytest.mark.redis_server
+OUTAGE_S = 30.0
+ITEMS = 3
+
+
+@pytest.fixture
+def plane() -> Iterator[SandboxPlaneRunner]:
+    sandbox = make_sandbox(rate_limit=None, webhook_retries=3, webhook_backoff_s=0.2)
+    for n in range(ITEMS):
+        seed_demo(sandbox.world, items=1, project_id=str(uuid.UUID(int=n + 1)))
+    runner = SandboxPlaneRunner(sandbox).start()
+    yield runner
+    runner.stop()
+
+
+class Processes:
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env, self.logs = env, logs
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, *args: str) -> None:
+        log = (self.logs / f"{name}.log").open("wb")
+        self.procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "app.cli", *args],
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.mark.parametrize("outage", ["refuse", "hang"])
+def test_plane_outage_loses_no_comment_and_no_status(
+    outage: str,
+    tmp_path: Path,
+    redis_server: RedisServer,
+    real_redis: redis.Redis,
+    plane: SandboxPlaneRunner,
+) -> None:
+    world = plane.sandbox.world
+    projects = list(world.projects.values())
+    registry = {}
+    for n, project in enumerate(projects):
+        remote = make_remote(tmp_path / f"repo{n}")
+        entry = pipeline_project(remote, plane.base_url + "/_sandbox/info")
+        entry.update(plane_project_id=project.id, work_item_prefix=f"P{n}")
+        registry[f"p{n}"] = entry
+    proxy = Proxy(plane.port, free_port()).start()
+    web_port = free_port()
+    env = {
+        **os.environ,
+        "ORCH_REDIS_URL": redis_server.url,
+        "ORCH_PLANE_BASE_URL": proxy.url,
+        "ORCH_PLANE_API_TOKEN": BOT_KEY,
+        "ORCH_PLANE_WEBHOOK_SECRET": SECRET,
+        "ORCH_PROJECTS_FILE": str(write_registry(tmp_path / "projects.toml", registry)),
+        "ORCH_REPOS_DIR": str(tmp_path / "repos"),
+        "ORCH_SPOOL_DIR": str(tmp_path / "spool"),
+        "ORCH_PLANE_RATE_PER_MIN": "100000",
+        "ORCH_PLANE_TIMEOUT_S": "2",
+        "ORCH_WORKER_PROMETHEUS": "false",
+        "ORCH_RECONCILE_INTERVAL_S": "10",
+        "ORCH_SCHEDULER_TICK_S": "2",
+    }
+    procs = Processes(env, tmp_path)
+    plane.sandbox.sender.configure(f"http://127.0.0.1:{web_port}/webhooks/plane", SECRET)
+    store = Store(real_redis)
+    try:
+        procs.start("web", "web", "--port", str(web_port))
+        procs.start("worker", "worker", "--threads", "6")
+        procs.start("scheduler", "scheduler")
+        wait_for(lambda: _up(web_port), 30, "web up")
+        items = [next(iter(p.items.values())) for p in projects]
+        for n, (project, item) in enumerate(zip(projects, items, strict=True)):
+            # developers that finish 5, 13 and 21 s into the outage: milestones in flight
+            item.description_html = f"<p>[agent:slow-development={5 + 8 * n}]</p>"
+            world.move(project.id, item.id, "To Analyse", HUMAN_KEY)
+        wait_for(lambda: len(store.list_tasks()) == ITEMS, 30, "tasks created")
+        time.sleep(0.5)  # the pipelines are under way
+        getattr(proxy, outage)()
+        time.sleep(OUTAGE_S)
+        proxy.pass_()
+        _approve_and_finish(store, plane, projects, items)
+    finally:
+        plane.sandbox.sender.configure(None)
+        procs.stop()
+        proxy.stop()
+    for project, item in zip(projects, items, strict=True):
+        task = store.get_task_by_issue(item.id)
+        history = world.state_history(item.id)
+        assert history[-1] == "Done", history
+        order = [FULL_JOURNEY.index(s) for s in history if s in FULL_JOURNEY]
+        timeline = [f"{e['kind']}: {e['message'][:90]}" for e in store.timeline(task.id)]
+        assert order == sorted(order), f"backwards: {history}; timeline: {timeline}"
+        with plane.sandbox.lock:
+            ids = [c.external_id for c in project.comments.get(item.id, [])]
+        queued = int(real_redis.get(f"pf:outbox:{task.id}:seq") or 0)
+        assert queued >= 5  # analysis, development, gates, review, merged, ... milestones
+        assert ids == [f"planeflow-{task.id}-{n}" for n in range(1, queued + 1)]
+    counts = {int(real_redis.get(f"pf:outbox:{t.id}:seq") or 0) for t in store.list_tasks()}
+    assert len(counts) == 1  # every item has the same milestones as the others
+    hit = [
+        t.work_item_id
+        for t in store.list_tasks()
+        if any("Plane did not take the writes" in e["message"] for e in store.timeline(t.id))
+    ]
+    assert hit, "the outage should have caught writes in flight"
+
+
+def _up(port: int) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _approve_and_finish(
+    store: Store, plane: SandboxPlaneRunner, projects: list[Any], items: list[Any]
+) -> None:
+    """A human approves each item once Plane shows it in Code Review; all reach done."""
+    approved: set[str] = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done = 0
+        for project, item in zip(projects, items, strict=True):
+            task = store.get_task_by_issue(item.id)
+            state = plane.sandbox.world.state_history(item.id)[-1]
+            if task.stage.value == "done" and state == "Done":
+                done += 1
+            elif state == "Code Review" and item.id not in approved:
+                if store.active_job(task) is None and task.stage.value == "review":
+                    plane.sandbox.world.move(project.id, item.id, "Approved", HUMAN_KEY)
+                    approved.add(item.id)
+            elif task.stage.value == "blocked":
+                raise AssertionError(f"{task.work_item_id} blocked: {task.blocked_reason}")
+        if done == len(items):
+            return
+        time.sleep(0.3)
+    stages = {store.get_task_by_issue(i.id).stage.value for i in items}
+    raise AssertionError(f"not all done: {stages}")
