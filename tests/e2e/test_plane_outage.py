@@ -122,7 +122,10 @@ def test_plane_outage_loses_no_comment_and_no_status(
         time.sleep(0.5)  # the pipelines are under way
         getattr(proxy, outage)()
         time.sleep(OUTAGE_S)
+        # Meanwhile the agents ran: no job held its slot waiting for Plane.
+        during = {t.work_item_id: t.stage.value for t in store.list_tasks()}
         proxy.pass_()
+        assert set(during.values()) == {"review"}, during
         _approve_and_finish(store, plane, projects, items)
     finally:
         plane.sandbox.sender.configure(None)
