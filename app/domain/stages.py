@@ -39,11 +39,8 @@ class Outcome(StrEnum):
     ABORT = "abort"  # the work cannot go on (budget used up, job lost, project gone)
 
 
-FIRST_STAGE: Final = Stage.ANALYSIS
 TERMINAL_STAGES: Final = frozenset({Stage.DONE, Stage.BLOCKED, Stage.CANCELLED})
 FINISHED_STAGES: Final = frozenset({Stage.DONE, Stage.CANCELLED})
-# Stages that wait for something outside a job (a human, a deploy slot).
-WAITING_STAGES: Final = frozenset({Stage.REVIEW, Stage.AWAITING_DEPLOY})
 DEFAULT_MAX_REWORK: Final = 3
 
 _CANCEL: Final = {Outcome.CANCEL: Stage.CANCELLED}
@@ -139,7 +136,3 @@ def next_stage(
             )
         return resume_stage
     return moves[outcome]
-
-
-def is_terminal(stage: Stage) -> bool:
-    return stage in TERMINAL_STAGES

@@ -2,9 +2,9 @@
 
 Every call has a timeout, goes through the shared rate budget, retries connection
 errors and 5xx with exponential backoff and jitter, and honours 429 `Retry-After`.
-Failures surface as PlaneError. The never-raise wrappers (`list_issues_by_state`,
-`set_state`, `post_comment`) log, count and return a neutral value instead, so an
-outbound call never crashes a pipeline.
+Failures surface as PlaneError, which says whether a retry may help (`retryable`);
+writes go through the Plane outbox (`app.outbox`), which retries them, so an outbound
+call never crashes a pipeline.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +22,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import ValidationError
 
-from app.domain.errors import PlaneError, TemporaryError
+from app.domain.errors import PlaneError
 from app.plane.models import Comment, Page, PlaneState, PlaneUser, WorkItem
 from app.plane.ratelimit import Priority, RateBudget
 
@@ -278,54 +278,3 @@ class PlaneClient:
                 existing = None
             return str(existing or ""), False
         return str((data or {}).get("id", "")), True
-
-    # -- never-raise wrappers ------------------------------------------------------
-    def list_issues_by_state(
-        self,
-        project_id: str,
-        state_ids: Iterable[str],
-        *,
-        updated_after: datetime | None = None,
-    ) -> list[WorkItem]:
-        """Work items whose state is one of `state_ids`; [] (logged, counted) on failure.
-
-        Plane ignores server-side state filters, so every page is listed and filtered here.
-        """
-        wanted = set(state_ids)
-        try:
-            return [
-                item
-                for item in self.iter_work_items(project_id, updated_after=updated_after)
-                if item.state_id in wanted
-            ]
-        except (PlaneError, TemporaryError) as exc:
-            log.warning("plane: listing work items of project %s failed: %s", project_id, exc)
-        except Exception:
-            log.exception("plane: listing work items of project %s failed unexpectedly", project_id)
-        self.count("plane_list_failures")
-        return []
-
-    def set_state(self, project_id: str, item_id: str, state_id: str) -> bool:
-        """Set a work item's state; False (logged, counted) on any failure."""
-        try:
-            self.patch_work_item(project_id, item_id, state=state_id)
-            return True
-        except (PlaneError, TemporaryError) as exc:
-            log.warning("plane: setting state of %s failed: %s", item_id, exc)
-        except Exception:
-            log.exception("plane: setting state of %s failed unexpectedly", item_id)
-        self.count("plane_status_failures")
-        return False
-
-    def post_comment(self, project_id: str, item_id: str, html: str) -> bool:
-        """Post a comment (HTML); False (logged, counted) on any failure."""
-        path = self._path(project_id, "work-items", item_id, "comments")
-        try:
-            self.request("POST", path, json={"comment_html": html})
-            return True
-        except (PlaneError, TemporaryError) as exc:
-            log.warning("plane: commenting on %s failed: %s", item_id, exc)
-        except Exception:
-            log.exception("plane: commenting on %s failed unexpectedly", item_id)
-        self.count("plane_comment_failures")
-        return False

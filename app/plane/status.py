@@ -181,5 +181,3 @@ class StateResolver:
             pipe.execute()
         return ProjectStates(project.name, states, dict(project.states))
 
-    def invalidate(self, project: Project) -> None:
-        self.store.r.delete(self.keys.plane_states(project.name))

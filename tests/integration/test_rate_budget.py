@@ -68,6 +68,5 @@ def test_client_waits_for_budget_instead_of_hitting_429(
             raise AssertionError("the sixth call should wait for the budget")
         except TemporaryError as exc:
             assert "budget" in str(exc)
-        assert c.list_issues_by_state(project.id, ["x"]) == []  # never-raise holds
     assert counts["plane_calls"] == 5
     assert "plane_429" not in counts  # Plane never had to refuse us
