@@ -352,6 +352,19 @@ class Store:
         with suppress(LockError):  # not held, or held by another task
             lock.release()
 
+    # -- Plane states cache (app.plane.status.StateResolver) --------------------------
+    def cached_states(self, project: str) -> str | None:
+        value = self.r.hget(self.keys.plane_states(project), "states")
+        return str(value) if value else None
+
+    def cache_states(self, project: str, mapping: dict[str, str], ttl_s: int) -> None:
+        key = self.keys.plane_states(project)
+        with self.r.pipeline() as pipe:
+            pipe.delete(key)
+            pipe.hset(key, mapping=mapping)
+            pipe.expire(key, ttl_s)
+            pipe.execute()
+
     # -- event folding ------------------------------------------------------------
     def clear_fold(self, plane_issue_id: str, event_id: str) -> bool:
         """The worker starts `event_id`: later deliveries of the work item queue anew.

@@ -14,14 +14,12 @@ import json
 import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Protocol
 
 from app.domain.stages import Stage
-from app.keys import Keys
 from app.plane.client import PlaneClient
 from app.plane.models import PlaneState
 from app.projects import DEFAULT_STATE_NAMES, Project
-from app.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -151,33 +149,32 @@ class ProjectStates:
         return rows
 
 
+class StatesCache(Protocol):
+    """Where resolved states are kept between calls (the store: `pf:plane:states:*`)."""
+
+    def cached_states(self, project: str) -> str | None: ...
+
+    def cache_states(self, project: str, mapping: dict[str, str], ttl_s: int) -> None: ...
+
+
 class StateResolver:
-    """Per-project resolution of states, cached in `pf:plane:states:<project>`."""
+    """Per-project resolution of states, kept in a cache (the store) for `ttl_s`."""
 
-    def __init__(self, client: PlaneClient, store: Store, *, ttl_s: int = 300) -> None:
+    def __init__(self, client: PlaneClient, cache: StatesCache, *, ttl_s: int = 300) -> None:
         self.client = client
-        self.store = store
+        self.cache = cache
         self.ttl_s = ttl_s
-
-    @property
-    def keys(self) -> Keys:
-        return self.store.keys
 
     def resolve(self, project: Project, *, refresh: bool = False) -> ProjectStates:
         """Raises PlaneError when the states cannot be listed (and nothing is cached)."""
-        key = self.keys.plane_states(project.name)
-        cached = None if refresh else self.store.r.hget(key, "states")
+        cached = None if refresh else self.cache.cached_states(project.name)
         if cached:
             states = tuple(PlaneState.model_validate(s) for s in json.loads(cached))
         else:
             states = tuple(self.client.list_states(project.plane_project_id))
             resolved = ProjectStates(project.name, states, dict(project.states))
-            mapping: dict[str, Any] = {"states": json.dumps([s.model_dump() for s in states])}
+            mapping = {"states": json.dumps([s.model_dump() for s in states])}
             mapping.update({k: resolved.resolve(k) or "" for k in LOGICAL_KEYS})
-            pipe = self.store.r.pipeline()
-            pipe.delete(key)
-            pipe.hset(key, mapping=mapping)
-            pipe.expire(key, self.ttl_s)
-            pipe.execute()
+            self.cache.cache_states(project.name, mapping, self.ttl_s)
         return ProjectStates(project.name, states, dict(project.states))
 
