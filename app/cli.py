@@ -18,6 +18,7 @@ from app.domain.errors import ConfigError, PlaneflowError
 from app.domain.stages import Stage
 from app.plane.setup import ensure_states
 from app.projects import Registry
+from app.reconcile_state import ReconcileStateStore
 from app.services import Services
 from app.store import Store, connect
 
@@ -269,18 +270,19 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     store = make_store(settings)
     registry = load_registry(settings.projects_file)
     counters = store.counters()
-    last_hooks = store.r.hgetall(store.keys.webhooks_last)
+    reconcile = ReconcileStateStore(store.r, store.keys)
+    last_hooks = reconcile.last_webhooks()
     rows = [("PROJECT", "LAST WEBHOOK", "REPLAYS", "LAST PASS", "API CALLS", "WEBHOOKS")]
     for name in registry.projects:
-        state = store.r.hgetall(store.keys.reconcile_state(name))
+        state = reconcile.get(name)
         rows.append(
             (
                 name,
                 last_hooks.get(name, "never")[:19],
                 str(counters.get(f"replays:{name}", 0)),
-                (state.get("last_pass_at") or "never")[:19],
-                state.get("last_api_calls", "-"),
-                "SILENT?" if state.get("webhooks_silent") == "1" else "ok",
+                (state.last_pass_at or "never")[:19],
+                "-" if state.last_api_calls is None else str(state.last_api_calls),
+                "SILENT?" if state.webhooks_silent else "ok",
             )
         )
     print(format_table(rows))

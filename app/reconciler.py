@@ -31,6 +31,7 @@ from app.plane.client import PlaneClient
 from app.plane.models import WorkItem
 from app.plane.status import STAGE_STATUS_KEY, ProjectStates, StateResolver, Trigger
 from app.projects import Project, Registry
+from app.reconcile_state import ReconcileStateStore
 from app.store import Store
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class Reconciler:
         self.jobs = jobs
         self.clock = clock
         self.missing = MissingItems(settings, store, self.now)
+        self.state = ReconcileStateStore(store.r, store.keys)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -104,14 +106,13 @@ class Reconciler:
         due = []
         now = self.clock()
         for project in self.registry.projects.values():
-            key = self.store.keys.reconcile_state(project.name)
-            state = self.store.r.hgetall(key)
-            if float(state.get("next_due") or 0) > now:
+            state = self.state.get(project.name)
+            if state.next_due > now:
                 continue
             interval = self.settings.reconcile_interval_s
-            if state.get("webhooks_silent") == "1":
+            if state.webhooks_silent:
                 interval = max(interval // 4, 15)  # webhooks look lost: look more often
-            self.store.r.hset(key, "next_due", now + interval)
+            self.state.schedule(project.name, now + interval)
             due.append(project)
         return due
 
@@ -119,11 +120,7 @@ class Reconciler:
     def reconcile_project(self, project: Project) -> PassReport:
         """One guarded pass; never raises (failures are logged, counted and reported)."""
         report = PassReport(project.name)
-        lock = self.store.r.lock(
-            self.store.keys.reconcile_lock(project.name),
-            timeout=self.settings.reconcile_lock_ttl_s,
-            thread_local=False,
-        )
+        lock = self.state.pass_lock(project.name, self.settings.reconcile_lock_ttl_s)
         if not lock.acquire(blocking=False):
             report.ran = False
             self.store.incr_counter("reconcile_overlaps_skipped")
@@ -148,16 +145,14 @@ class Reconciler:
                 report.api_calls += 1
             self.store.incr_counter(name)
 
-        key = self.store.keys.reconcile_state(project.name)
-        state = self.store.r.hgetall(key)
-        passes = int(state.get("passes") or 0)
-        watermark = state.get("watermark")
-        report.full_scan = not watermark or passes % self.settings.reconcile_full_every == 0
+        state = self.state.get(project.name)
+        passes, watermark = state.passes, state.watermark
+        report.full_scan = watermark is None or passes % self.settings.reconcile_full_every == 0
         margin = max(self.settings.reconcile_margin_s, self.settings.reconcile_grace_s + 60)
         bound = (
             None
-            if report.full_scan
-            else (datetime.fromisoformat(watermark or "") - timedelta(seconds=margin))
+            if report.full_scan or watermark is None
+            else (watermark - timedelta(seconds=margin))
         )
         started = self.now()
         with self.plane_factory(count) as client:
@@ -188,15 +183,11 @@ class Reconciler:
             if trigger is not None:
                 self._consider(item, trigger, project, tasks.get(item.id), report)
         self._repair_drift(states, items, tasks, report)
-        self.store.r.hset(key, mapping={"watermark": started.isoformat(), "passes": passes + 1})
+        self.state.advance(project.name, started, passes + 1)
 
     def _recheck_later(self, project: Project) -> None:
         """A suspected deletion is confirmed by a pass at least `deleted_confirm_s` later."""
-        key = self.store.keys.reconcile_state(project.name)
-        soonest = self.clock() + self.settings.deleted_confirm_s + 1
-        due = float(self.store.r.hget(key, "next_due") or 0)
-        if due < soonest:
-            self.store.r.hset(key, "next_due", soonest)
+        self.state.not_before(project.name, self.clock() + self.settings.deleted_confirm_s + 1)
 
     def _consider(
         self,
@@ -231,9 +222,7 @@ class Reconciler:
         )
         report.replayed += 1
         self.store.incr_counter(f"replays:{project.name}")
-        self.store.r.hset(
-            self.store.keys.reconcile_state(project.name), "last_replay_at", self.now().isoformat()
-        )
+        self.state.note_replay(project.name, self.now())
 
     def _repair_drift(
         self,
@@ -274,17 +263,10 @@ class Reconciler:
                 self.store.incr_counter("status_repaired")
 
     def _record(self, project: Project, report: PassReport) -> None:
-        key = self.store.keys.reconcile_state(project.name)
         try:
             self.store.incr_counter("reconcile_passes")
-            self.store.r.hset(
-                key,
-                mapping={
-                    "last_pass_at": self.now().isoformat(),
-                    "last_api_calls": report.api_calls,
-                    "last_replayed": report.replayed,
-                    "last_error": report.error or "",
-                },
+            self.state.record_pass(
+                project.name, self.now(), report.api_calls, report.replayed, report.error
             )
             self._check_webhooks(project, report)
         except Exception as exc:
@@ -292,8 +274,7 @@ class Reconciler:
 
     def _check_webhooks(self, project: Project, report: PassReport) -> None:
         """The webhook-loss meter: replays with no recent webhook mean deliveries stopped."""
-        key = self.store.keys.reconcile_state(project.name)
-        last = self.store.r.hget(self.store.keys.webhooks_last, project.name)
+        last = self.state.last_webhooks().get(project.name)
         silent_for = (
             (self.now() - datetime.fromisoformat(last)).total_seconds() if last else float("inf")
         )
@@ -307,9 +288,9 @@ class Reconciler:
                 report.replayed,
                 "ever" if last is None else f"{silent_for:.0f}s",
             )
-            self.store.r.hset(key, "webhooks_silent", "1")
+            self.state.mark_silent(project.name, True)
         elif silent_for <= self.settings.webhook_silence_s:
-            self.store.r.hset(key, "webhooks_silent", "0")
+            self.state.mark_silent(project.name, False)
 
     # -- stuck jobs ---------------------------------------------------------------------
     def sweep_jobs(self) -> int:

@@ -177,4 +177,3 @@ class StateResolver:
             mapping.update({k: resolved.resolve(k) or "" for k in LOGICAL_KEYS})
             self.cache.cache_states(project.name, mapping, self.ttl_s)
         return ProjectStates(project.name, states, dict(project.states))
-
