@@ -124,7 +124,7 @@ def replay(
     """
     start, end = (event_id, event_id) if event_id else (since or "-", "+")
     out = []
-    for entry_id, fields in store.r.xrange(store.keys.events, start, end):
+    for entry_id, fields in store.stored_events(start, end):
         if fields.get("source") != "plane" or fields.get("event") != "issue":
             continue
         project = registry.get(fields.get("project", ""))
@@ -145,13 +145,13 @@ def own_user_id(configured: str | None, store: Store, plane: PlaneClient) -> str
     """Our Plane user id: configured, cached in Redis, or asked once from `users/me`."""
     if configured:
         return configured
-    cached = store.r.get(store.keys.plane_me)
+    cached = store.own_user()
     if cached:
-        return str(cached)
+        return cached
     try:
         me = plane.me().id
     except (PlaneError, TemporaryError) as exc:
         log.warning("cannot discover our Plane user (echo suppression off for now): %s", exc)
         return None
-    store.r.set(store.keys.plane_me, me)
+    store.remember_own_user(me)
     return me

@@ -79,9 +79,7 @@ class OutboxFlusher:
         self.clock = clock
 
     def flush(self, task_id: str) -> FlushReport:
-        lock = self.store.r.lock(
-            self.store.keys.outbox_lock(task_id), timeout=300, thread_local=False
-        )
+        lock = self.outbox.lock(task_id)
         if not lock.acquire(blocking=False):
             self.notify(task_id, 1000)  # what was added meanwhile is not forgotten
             return FlushReport(Flushed.BUSY)

@@ -71,6 +71,10 @@ class OutboxStore:
         target.zadd(self.keys.outbox_due, {task_id: time.time() if at is None else at})
 
     # -- the flusher ------------------------------------------------------------------
+    def lock(self, task_id: str, ttl_s: float = 300) -> Any:
+        """One flusher per task at a time (redis-py Lock)."""
+        return self.r.lock(self.keys.outbox_lock(task_id), timeout=ttl_s, thread_local=False)
+
     def head(self, task_id: str) -> PendingComment | None:
         raw = self.r.lindex(self.keys.outbox_comments(task_id), 0)
         return PendingComment(**json.loads(raw)) if raw else None

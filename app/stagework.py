@@ -175,11 +175,7 @@ class StageWork:
             on_start=lambda pid: self._record_pid(job, pid),
         )
         self.store.update_job(job.id, agent_result=json.dumps(result.__dict__))
-        key = self.store.keys.task(task.id)
-        self.store.r.hincrby(key, "attempts_used", 1)
-        self.store.r.hincrbyfloat(key, "agent_seconds", round(result.duration_s, 3))
-        if result.tokens:
-            self.store.r.hincrby(key, "tokens_used", result.tokens)
+        self.store.add_usage(task.id, agent_seconds=result.duration_s, tokens=result.tokens)
         self.store.record(task.id, "agent", f"{role} {result.describe()}", job_id=job.id)
         return result
 

@@ -352,6 +352,28 @@ class Store:
         with suppress(LockError):  # not held, or held by another task
             lock.release()
 
+    # -- usage, events, our Plane user -------------------------------------------------
+    def add_usage(self, task_id: str, *, agent_seconds: float, tokens: int) -> None:
+        """One agent run against the task's lifetime budget (atomic increments)."""
+        key = self.keys.task(task_id)
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.hincrby(key, "attempts_used", 1)
+            pipe.hincrbyfloat(key, "agent_seconds", round(agent_seconds, 3))
+            if tokens:
+                pipe.hincrby(key, "tokens_used", tokens)
+            pipe.execute()
+
+    def stored_events(self, start: str = "-", end: str = "+") -> list[tuple[str, dict[str, str]]]:
+        """`pf:events` entries (id, fields) between two stream ids, inclusive."""
+        return [(str(i), dict(f)) for i, f in self.r.xrange(self.keys.events, start, end)]
+
+    def own_user(self) -> str | None:
+        value = self.r.get(self.keys.plane_me)
+        return str(value) if value else None
+
+    def remember_own_user(self, user_id: str) -> None:
+        self.r.set(self.keys.plane_me, user_id)
+
     # -- Plane states cache (app.plane.status.StateResolver) --------------------------
     def cached_states(self, project: str) -> str | None:
         value = self.r.hget(self.keys.plane_states(project), "states")
