@@ -1,0 +1,130 @@
+"""Jobs: one active job per task, their records, and the repo's deploy slot."""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from typing import Any
+
+from redis.exceptions import LockError, WatchError
+
+from app.domain.errors import StoreError
+from app.domain.models import Job, JobState, Task, utcnow
+from app.domain.stages import Stage
+from app.store.base import StoreBase, numeric_order
+
+
+class JobsMixin(StoreBase):
+    # -- jobs -------------------------------------------------------------------
+    def create_job(
+        self, task_id: str, stage: Stage, *, attempt: int = 1, time_limit_s: float = 1800.0
+    ) -> Job | None:
+        """Create the task's next job; None if the task already has an active one."""
+        task_key = self.keys.task(task_id)
+        while True:
+            with self.r.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(task_key)
+                    active = pipe.hget(task_key, "active_job_id")
+                    if active:
+                        job = self.get_job(active)
+                        if job is not None and job.is_active:
+                            pipe.reset()
+                            return None
+                    job = Job(
+                        id=str(self.r.incr(self.keys.job_seq)),
+                        task_id=task_id,
+                        stage=stage,
+                        attempt=attempt,
+                        time_limit_s=time_limit_s,
+                    )
+                    pipe.multi()
+                    pipe.hset(self.keys.job(job.id), mapping=job.to_hash())
+                    pipe.sadd(self.keys.jobs_active, job.id)
+                    pipe.hset(task_key, "active_job_id", job.id)
+                    self._xadd_timeline(
+                        pipe,
+                        task_id,
+                        "job",
+                        f"job {job.id} queued for {stage.value}",
+                        {"job_id": job.id},
+                    )
+                    pipe.execute()
+                    return job
+                except WatchError:
+                    continue
+
+    def get_job(self, job_id: str) -> Job | None:
+        data = self.r.hgetall(self.keys.job(job_id))
+        return Job.from_hash(data) if data else None
+
+    def active_job(self, task: Task) -> Job | None:
+        if not task.active_job_id:
+            return None
+        job = self.get_job(task.active_job_id)
+        return job if job is not None and job.is_active else None
+
+    def update_job(self, job_id: str, **fields: Any) -> Job:
+        job = self.get_job(job_id)
+        if job is None:
+            raise StoreError(f"job {job_id} does not exist")
+        updated = job.model_copy(update=fields)
+        self.r.hset(self.keys.job(job_id), mapping=updated.to_hash())
+        return updated
+
+    def finish_job(
+        self,
+        job_id: str,
+        outcome: str,
+        *,
+        state: JobState = JobState.FINISHED,
+        error: str | None = None,
+    ) -> Job:
+        """Record a job's outcome once and free its task's active-job slot."""
+        job = self.update_job(
+            job_id, state=state, outcome=outcome, error=error, finished_at=utcnow()
+        )
+        task_key = self.keys.task(job.task_id)
+        # Compare-and-clear so a newer job's slot is never freed by an old one.
+        self.r.eval(_CLEAR_IF_EQUAL, 1, task_key, "active_job_id", job_id)
+        self.r.srem(self.keys.jobs_active, job_id)
+        return job
+
+    def active_jobs(self) -> list[Job]:
+        """Jobs queued or running, from the `pf:jobs:active` index."""
+        ids = self.r.smembers(self.keys.jobs_active)
+        jobs = [self.get_job(job_id) for job_id in sorted(ids, key=numeric_order)]
+        return [job for job in jobs if job is not None and job.is_active]
+
+    def cancel_job(self, job_id: str) -> Job:
+        """Mark a job cancelled (its runner stops the agent when it sees this)."""
+        return self.finish_job(job_id, "cancelled", state=JobState.CANCELLED)
+
+    # -- deploy slot -------------------------------------------------------------
+    def _deploy_lock(self, repo: str, ttl_s: float = 3600) -> Any:
+        return self.r.lock(self.keys.deploy_lock(repo), timeout=ttl_s, thread_local=False)
+
+    def take_deploy_slot(self, repo: str, task_id: str, ttl_s: float) -> str | None:
+        """Hold the repo's deploy slot for the task (idempotent); else return its holder.
+
+        redis-py's Lock with the task id as its token: the slot outlives the job that
+        took it and is released by whichever job ends the task's deploy.
+        """
+        if self._deploy_lock(repo, ttl_s).acquire(blocking=False, token=task_id):
+            return None
+        holder = self.r.get(self.keys.deploy_lock(repo))
+        return None if holder == task_id else (holder or "?")
+
+    def release_deploy_slot(self, repo: str, task_id: str) -> None:
+        """Free the slot if this task holds it; never another task's."""
+        lock = self._deploy_lock(repo)
+        lock.local.token = task_id
+        with suppress(LockError):  # not held, or held by another task
+            lock.release()
+
+
+_CLEAR_IF_EQUAL = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HSET', KEYS[1], ARGV[1], '')
+end
+return 0
+"""

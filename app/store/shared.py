@@ -1,0 +1,57 @@
+"""Small shared state: stored events, our Plane user, the states cache, event folding,
+counters."""
+
+from __future__ import annotations
+
+from app.store.base import StoreBase
+
+
+class SharedMixin(StoreBase):
+    def stored_events(self, start: str = "-", end: str = "+") -> list[tuple[str, dict[str, str]]]:
+        """`pf:events` entries (id, fields) between two stream ids, inclusive."""
+        return [(str(i), dict(f)) for i, f in self.r.xrange(self.keys.events, start, end)]
+
+    def own_user(self) -> str | None:
+        value = self.r.get(self.keys.plane_me)
+        return str(value) if value else None
+
+    def remember_own_user(self, user_id: str) -> None:
+        self.r.set(self.keys.plane_me, user_id)
+
+    # -- Plane states cache (app.plane.status.StateResolver) --------------------------
+    def cached_states(self, project: str) -> str | None:
+        value = self.r.hget(self.keys.plane_states(project), "states")
+        return str(value) if value else None
+
+    def cache_states(self, project: str, mapping: dict[str, str], ttl_s: int) -> None:
+        key = self.keys.plane_states(project)
+        with self.r.pipeline() as pipe:
+            pipe.delete(key)
+            pipe.hset(key, mapping=mapping)
+            pipe.expire(key, ttl_s)
+            pipe.execute()
+
+    # -- event folding ------------------------------------------------------------
+    def clear_fold(self, plane_issue_id: str, event_id: str) -> bool:
+        """The worker starts `event_id`: later deliveries of the work item queue anew.
+
+        Compare-and-delete: a marker that names a newer event (a human's delivery queued
+        behind one of our echoes) stays. True when the marker was ours and is gone.
+        """
+        return bool(self.r.eval(_CLEAR_FOLD, 1, self.keys.fold(plane_issue_id), event_id + "|"))
+
+    # -- counters ---------------------------------------------------------------
+    def incr_counter(self, name: str, amount: int = 1) -> None:
+        self.r.hincrby(self.keys.counters, name, amount)
+
+    def counters(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.r.hgetall(self.keys.counters).items()}
+
+
+_CLEAR_FOLD = """
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, string.len(ARGV[1])) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
