@@ -1,0 +1,177 @@
+"""`planeflow web | worker | scheduler | up | sandbox-plane`: the processes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import threading
+from collections.abc import Callable
+
+from app.cli.formatting import redacted_url
+from app.config import Settings, load_registry
+from app.domain.errors import ConfigError
+from app.projects import Registry
+from app.store import connect
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def check_webhook_secrets(settings: Settings, registry: Registry) -> None:
+    if settings.plane_webhook_secret.get_secret_value():
+        return
+    bare = [p.name for p in registry.projects.values() if p.webhook_secret is None]
+    if bare:
+        raise ConfigError(
+            "ORCH_PLANE_WEBHOOK_SECRET is not set and project(s) "
+            f"{', '.join(bare)} have no webhook_secret: every Plane webhook "
+            "would be refused (401)"
+        )
+
+
+def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web as aioweb
+
+    from app.web import create_app
+
+    registry = load_registry(settings.projects_file)
+    check_webhook_secrets(settings, registry)
+    client = connect(settings.redis_url)
+    app = create_app(settings, registry=registry, redis_client=client)
+    host, port = args.host or settings.web_host, args.port or settings.web_port
+    print(
+        f"planeflow web on http://{host}:{port} (redis {redacted_url(settings.redis_url)}, "
+        f"{len(registry.projects)} project(s))",
+        flush=True,
+    )
+    try:
+        aioweb.run_app(
+            app, host=host, port=port, print=None, access_log=None, loop=new_event_loop()
+        )
+    finally:
+        client.close()
+    return 0
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux, macOS): about twice the requests per core."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from actors.worker import reset_metrics_dir, run_worker_process, supervise
+
+    load_registry(settings.projects_file)  # fail at start, naming the field
+    if args.processes <= 1:
+        if settings.worker_prometheus:
+            reset_metrics_dir()
+        return run_worker_process(settings, args.threads, args.shutdown_timeout, args.log_level)
+    return supervise(
+        settings,
+        processes=args.processes,
+        threads=args.threads,
+        shutdown_timeout_s=args.shutdown_timeout,
+        log_level=args.log_level,
+    )
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from app.embedded import run
+
+    return run(timeout_s=args.timeout, keep_running=args.keep_running)
+
+
+def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from actors.scheduler import Scheduler
+    from app.queue import Dispatcher, make_redis_broker
+
+    client = connect(settings.redis_url)
+    broker = make_redis_broker(settings.redis_url)
+    scheduler = Scheduler(settings, client, Dispatcher(broker), tick_s=args.tick)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        scheduler.run(stop)
+    finally:
+        broker.close()
+        client.close()
+    return 0
+
+
+def cmd_sandbox_plane(args: argparse.Namespace, settings: Settings) -> int:
+    from app.sandbox.plane_runner import (
+        BOT_KEY,
+        HUMAN_KEY,
+        SandboxPlaneRunner,
+        make_sandbox,
+        seed_demo,
+    )
+
+    bot_key = args.api_key or BOT_KEY
+    sandbox = make_sandbox(
+        workspace=args.workspace, rate_limit=args.rate_limit or None, bot_key=bot_key
+    )
+    if args.seed != "none":
+        seed_demo(sandbox.world, classic=args.seed == "classic")
+    sandbox.sender.configure(args.webhook_url, args.webhook_secret)
+    runner = SandboxPlaneRunner(sandbox, host=args.host, port=args.port).start()
+    print(f"sandbox Plane at {runner.base_url}")
+    print(f"  workspace slug: {args.workspace}")
+    print(f"  API key (bot):   {bot_key}")
+    print(f"  API key (human): {HUMAN_KEY}")
+    for project in sandbox.world.projects.values():
+        print(f"  project {project.identifier}: {project.id} ({len(project.items)} work items)")
+    print(f"  webhooks -> {args.webhook_url or '(none)'}")
+    print("Ctrl-C to stop.", flush=True)
+    try:
+        threading.Event().wait()
+    finally:
+        runner.stop()
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    webp = sub.add_parser("web", help="run the webhook receiver")
+    webp.add_argument("--host", default=None, help="default: ORCH_WEB_HOST")
+    webp.add_argument("--port", type=int, default=None, help="default: ORCH_WEB_PORT")
+    webp.set_defaults(func=cmd_web)
+
+    workerp = sub.add_parser("worker", help="run Dramatiq workers (graceful on SIGTERM)")
+    workerp.add_argument("--processes", type=int, default=1)
+    workerp.add_argument("--threads", type=int, default=4)
+    workerp.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=25.0,
+        help="seconds in-flight messages get to finish on SIGTERM",
+    )
+    workerp.set_defaults(func=cmd_worker)
+    up = sub.add_parser(
+        "up",
+        help="run the whole stack embedded and watch one work item "
+        "travel analysis -> done (no services needed)",
+    )
+    up.add_argument("--keep-running", action="store_true", help="stay up after the demo")
+    up.add_argument("--timeout", type=float, default=180.0)
+    up.set_defaults(func=cmd_up)
+
+    sched = sub.add_parser("scheduler", help="run the leader-locked reconcile clock")
+    sched.add_argument("--tick", type=float, default=None, help="default: ORCH_SCHEDULER_TICK_S")
+    sched.set_defaults(func=cmd_scheduler)
+
+    sp = sub.add_parser("sandbox-plane", help="run the in-repo fake Plane (API + webhooks)")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8100)
+    sp.add_argument("--api-key", default=None, help="the bot's API key (default: built-in)")
+    sp.add_argument("--workspace", default="acme")
+    sp.add_argument("--webhook-url", default=None)
+    sp.add_argument("--webhook-secret", default="")
+    sp.add_argument("--seed", choices=["demo", "classic", "none"], default="demo")
+    sp.add_argument("--rate-limit", type=int, default=60, help="requests/min per key; 0 = off")
+    sp.set_defaults(func=cmd_sandbox_plane)

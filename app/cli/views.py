@@ -1,0 +1,157 @@
+"""`planeflow reconcile | replay | explain | status | tasks`: what happened, and why."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from app.cli.formatting import format_table
+from app.config import Settings, load_registry
+from app.domain.errors import ConfigError
+from app.domain.stages import Stage
+from app.reconcile_state import ReconcileStateStore
+from app.services import Services
+from app.store import Store, connect
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    services = Services(settings)
+    try:
+        reconciler = services.reconciler
+        if args.project:
+            project = services.registry.get(args.project)
+            if project is None:
+                raise ConfigError(f"no project {args.project!r} in the registry")
+            reports = [reconciler.reconcile_project(project)]
+        else:
+            reports = reconciler.reconcile_plane_once()
+    finally:
+        services.close()
+    for report in reports:
+        print(report.summary())
+    return 1 if any(r.error for r in reports) else 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from app.events import replay
+
+    services = Services(settings)
+    try:
+        results = replay(
+            services.store,
+            services.registry,
+            services.events,
+            event_id=args.event_id,
+            since=args.since,
+        )
+    finally:
+        services.close()
+    for event_id, decision in results:
+        print(f"{event_id}  {decision}")
+    print(f"{len(results)} event(s) replayed")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    store = make_store(settings)
+    matches = [t for t in store.list_tasks() if t.work_item_id == args.work_item.upper()]
+    if not matches:
+        print(
+            f"no task for {args.work_item} (no start trigger was ever processed)", file=sys.stderr
+        )
+        return 1
+    for task in matches:
+        blocked = f", blocked: {task.blocked_reason}" if task.blocked_reason else ""
+        print(
+            f"{task.work_item_id} (task {task.id}, {task.project}): "
+            f"stage {task.stage.value}{blocked}"
+        )
+        for entry in store.timeline(task.id):
+            print(f"  {entry['ts'][:19]}  {entry['kind']:<10} {entry['message']}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    store = make_store(settings)
+    registry = load_registry(settings.projects_file)
+    counters = store.counters()
+    reconcile = ReconcileStateStore(store.r, store.keys)
+    last_hooks = reconcile.last_webhooks()
+    rows = [("PROJECT", "LAST WEBHOOK", "REPLAYS", "LAST PASS", "API CALLS", "WEBHOOKS")]
+    for name in registry.projects:
+        state = reconcile.get(name)
+        rows.append(
+            (
+                name,
+                last_hooks.get(name, "never")[:19],
+                str(counters.get(f"replays:{name}", 0)),
+                (state.last_pass_at or "never")[:19],
+                "-" if state.last_api_calls is None else str(state.last_api_calls),
+                "SILENT?" if state.webhooks_silent else "ok",
+            )
+        )
+    print(format_table(rows))
+    print("counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
+    store = make_store(settings)
+    tasks = store.list_tasks(Stage(args.stage) if args.stage else None)
+    if args.json:
+        print(json.dumps([t.model_dump(mode="json") for t in tasks], indent=2))
+        return 0
+    rows = [("ID", "WORK ITEM", "STAGE", "PROJECT", "BRANCH", "ACTIVE JOB", "UPDATED")]
+    rows += [
+        (
+            t.id,
+            t.work_item_id,
+            t.stage.value,
+            t.project,
+            t.branch,
+            t.active_job_id or "-",
+            t.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+        for t in tasks
+    ]
+    print(format_table(rows))
+    print(f"{len(tasks)} task(s)")
+    return 0
+
+
+def make_store(settings: Settings) -> Store:
+    return Store(
+        connect(settings.redis_url),
+        settings.keys,
+        lock_ttl_s=settings.lock_ttl_s,
+        lock_wait_s=settings.lock_wait_s,
+    )
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rec = sub.add_parser("reconcile", help="run one reconcile pass now, in this process")
+    rec.add_argument("--project", default=None, help="one project (default: all)")
+    rec.set_defaults(func=cmd_reconcile)
+
+    rp = sub.add_parser("replay", help="run stored webhook events through the handlers again")
+    rp_which = rp.add_mutually_exclusive_group(required=True)
+    rp_which.add_argument("event_id", nargs="?", help="a pf:events id, e.g. 1795534740882-0")
+    rp_which.add_argument("--since", help="all events since a stream id or a unix time (ms)")
+    rp.set_defaults(func=cmd_replay)
+
+    explain = sub.add_parser("explain", help="why a work item is where it is: its decisions")
+    explain.add_argument("work_item", help="e.g. ORCH-12")
+    explain.set_defaults(func=cmd_explain)
+
+    sub.add_parser("status", help="per-project webhook-loss meter and counters").set_defaults(
+        func=cmd_status
+    )
+
+    tasks = sub.add_parser("tasks", help="list tasks from Redis")
+    tasks.add_argument("--json", action="store_true", help="machine-readable output")
+    tasks.add_argument("--stage", choices=[s.value for s in Stage])
+    tasks.set_defaults(func=cmd_tasks)
