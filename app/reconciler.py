@@ -18,21 +18,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from app.apply import EndedJob, apply_decision
 from app.config import Settings
-from app.domain.decisions import Aborted, Policy, decide, task_view
-from app.domain.models import JobState, Task, utcnow
+from app.domain.models import Task
 from app.domain.stages import FINISHED_STAGES, Stage
 from app.events import EventProcessor
-from app.git import Repo
 from app.missing_items import MissingItems
-from app.pipeline import JobSender, PlaneWrites, run_after
+from app.pipeline import JobSender, PlaneWrites
 from app.plane.client import PlaneClient
 from app.plane.models import WorkItem
 from app.plane.status import STAGE_STATUS_KEY, ProjectStates, StateResolver, Trigger
 from app.projects import Project, Registry
 from app.reconcile_state import ReconcileStateStore
 from app.store import Store
+from app.sweeps import Sweeps
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +86,7 @@ class Reconciler:
         self.jobs = jobs
         self.clock = clock
         self.missing = MissingItems(settings, store, self.now)
+        self.sweeps = Sweeps(settings, store, registry, outbox, jobs)
         self.state = ReconcileStateStore(store.r, store.keys)
 
     def now(self) -> datetime:
@@ -100,6 +99,12 @@ class Reconciler:
         self.sweep_jobs()
         self.sweep_worktrees()
         return reports
+
+    def sweep_jobs(self) -> int:
+        return self.sweeps.sweep_jobs()
+
+    def sweep_worktrees(self) -> int:
+        return self.sweeps.sweep_worktrees()
 
     def due_projects(self) -> list[Project]:
         """Projects whose next pass is due; marks them scheduled (the fan-out step)."""
@@ -291,90 +296,3 @@ class Reconciler:
             self.state.mark_silent(project.name, True)
         elif silent_for <= self.settings.webhook_silence_s:
             self.state.mark_silent(project.name, False)
-
-    # -- stuck jobs ---------------------------------------------------------------------
-    def sweep_jobs(self) -> int:
-        """Lost running jobs are re-enqueued (then blocked); unstarted ones re-sent."""
-        acted = 0
-        now = utcnow()
-        for job in self.store.active_jobs():
-            try:
-                if job.state is JobState.RUNNING:
-                    last = job.heartbeat_at or job.started_at or job.created_at
-                    limit = job.time_limit_s + self.settings.job_lost_margin_s
-                    if (now - last).total_seconds() > limit:
-                        self._lost(job.id)
-                        acted += 1
-                elif job.state is JobState.QUEUED:
-                    last = job.enqueued_at or job.created_at
-                    if (now - last).total_seconds() > self.settings.job_resend_after_s:
-                        self.store.update_job(job.id, enqueued_at=now)
-                        self.jobs.send_job(job.id)
-                        self.store.record(
-                            job.task_id, "job", f"job {job.id} not started: message sent again"
-                        )
-                        acted += 1
-            except Exception as exc:
-                log.warning("job sweep: job %s: %s", job.id, exc)
-        return acted
-
-    def sweep_worktrees(self) -> int:
-        """Remove the git worktrees of finished (done or cancelled) tasks."""
-        removed = 0
-        for project in self.registry.projects.values():
-            repo = Repo(self.settings.repos_dir, project.name, project.repo, project.default_branch)
-            if not repo.worktrees.is_dir():
-                continue
-            for path in repo.worktrees.iterdir():
-                task = self.store.get_task(path.name) if not path.name.startswith("_") else None
-                if task is not None and task.stage in FINISHED_STAGES:
-                    try:
-                        repo.remove_worktree(task.id)
-                        removed += 1
-                    except Exception as exc:
-                        log.warning("worktree sweep: %s: %s", path, exc)
-        return removed
-
-    def _lost(self, job_id: str) -> None:
-        """A running job stopped beating: run it again, or abort the task into `blocked`
-        past `job_max_attempts` — under the work item's lock, through the decision path."""
-        job = self.store.get_job(job_id)
-        task = self.store.get_task(job.task_id) if job is not None else None
-        if job is None or task is None:
-            return
-        after: list[Callable[[], object]] = []
-        with self.store.issue_lock(task.plane_issue_id):
-            job, task = self.store.get_job(job_id), self.store.get_task(task.id)
-            if job is None or task is None or not job.is_active:
-                return  # finished or handled meanwhile
-            self.store.incr_counter("jobs_lost")
-            if task.stage in FINISHED_STAGES or task.stage is Stage.BLOCKED:
-                self.store.finish_job(
-                    job.id, "lost", state=JobState.LOST, error="heartbeat stopped"
-                )
-                return
-            if job.attempt >= self.settings.job_max_attempts:
-                reason = f"job for {job.stage.value} lost {job.attempt} time(s) (worker died)"
-                decision = decide(task_view(task), Aborted(reason), Policy(max_rework=0))
-                applied = apply_decision(
-                    self.store,
-                    task.id,
-                    decision,
-                    ended=EndedJob(job.id, "lost", JobState.LOST, "heartbeat stopped"),
-                )
-                after.append(lambda: self.outbox.wake(applied.task.id))
-            else:
-                self.store.finish_job(
-                    job.id, "lost", state=JobState.LOST, error="heartbeat stopped"
-                )
-                new = self.store.create_job(
-                    task.id, job.stage, attempt=job.attempt + 1, time_limit_s=job.time_limit_s
-                )
-                if new is not None:
-                    self.store.record(
-                        task.id,
-                        "job",
-                        f"job {job.id} lost (no heartbeat); retrying as job {new.id}",
-                    )
-                    after.append(lambda: self.jobs.send_job(new.id))
-        run_after(after)
