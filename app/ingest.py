@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -39,91 +37,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from app.ingest_script import RECORD_BATCH, Answer, add_event, answer_of, outcome_of
 from app.keys import Keys
-from app.queue import message_template, queue_keys
 from app.spool import Entry, Spool
 
 log = logging.getLogger(__name__)
 
-PROCESS = "process"
-STREAM_FIELDS = (  # the body goes last, beside them: it is the long one
-    "source",
-    "event",
-    "action",
-    "field",
-    "project",
-    "issue",
-    "actor",
-    "delivery",
-    "sha256",
-    "received_at",
-    "outcome",
-    "spooled",
-)
-# Per event: the marker, the fold marker, the queue list and the queue's message hash.
-_KEYS_PER_EVENT = 4
-_STORED, _DUPLICATE, _FOLDED = 1, 0, 2
-
-_RECORD_BATCH = """
-local maxlen, ttl, fold_ttl, own_cfg = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local n = tonumber(ARGV[5])
-local me = redis.call('GET', KEYS[3])
-local out = {}
-for i = 1, n do
-  local k = 3 + (i - 1) * 4
-  local marker, fold_key, qlist, qmsgs = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  -- meta: {stream fields (name, value, ...), fold, actor, project, received_at};
-  -- then the message template ('' for none) and the body.
-  local m = cjson.decode(ARGV[3 + i * 3])
-  local template = ARGV[4 + i * 3]
-  local fields, fold, actor = m[1], m[2], m[3]
-  local existing = redis.call('GET', marker)
-  if existing then
-    out[i] = '0|' .. existing .. '|'
-  else
-    local own = actor ~= '' and (actor == own_cfg or actor == me)
-    local into = false
-    if fold == '1' then
-      local queued = redis.call('GET', fold_key)
-      if queued then
-        local qid, qown = string.match(queued, '^(.*)|([01])$')
-        if qid and not (qown == '1' and not own) then into = qid end
-      end
-    end
-    if into then
-      for j = 1, #fields, 2 do
-        if fields[j] == 'outcome' then fields[j + 1] = 'folded: ' .. into end
-      end
-    end
-    fields[#fields + 1] = 'body'
-    fields[#fields + 1] = ARGV[5 + i * 3]
-    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(fields))
-    redis.call('SET', marker, id, 'EX', ttl)
-    if into then
-      out[i] = '2|' .. id .. '|' .. into
-    else
-      if template ~= '' then
-        redis.call('HSET', qmsgs, id, (string.gsub(template, '\\1', id)))
-        redis.call('RPUSH', qlist, id)
-        if fold == '1' then
-          redis.call('SET', fold_key, id .. '|' .. (own and '1' or '0'), 'EX', fold_ttl)
-        end
-      end
-      out[i] = '1|' .. id .. '|'
-    end
-    if m[4] ~= '' then redis.call('HSET', KEYS[2], m[4], m[5]) end
-  end
-end
-return table.concat(out, ';')
-"""
-
 REDIS_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: dict[str, Any]
 
 
 def connect_async(url: str, *, timeout_s: float = 0.5) -> aioredis.Redis:
@@ -166,7 +86,7 @@ class Ingest:
         self.timeout_s = timeout_s
         self.max_batch = max_batch
         self._count = count or (lambda source, outcome: None)
-        self._sha = hashlib.sha1(_RECORD_BATCH.encode()).hexdigest()
+        self._sha = hashlib.sha1(RECORD_BATCH.encode()).hexdigest()
         self._waiting: list[tuple[Entry, asyncio.Future[Answer]]] = []
         self._flusher: asyncio.Task[None] | None = None
         # Held while deciding "Redis or spool" and while claiming a spool file, so a
@@ -212,7 +132,7 @@ class Ingest:
                 )
             else:
                 for entry, answer in zip(entries, answers, strict=True):
-                    self._count(entry["source"], _outcome(entry, answer))
+                    self._count(entry["source"], outcome_of(entry, answer))
                 return answers
         await asyncio.get_running_loop().run_in_executor(
             None, self.spool.append, [{**e, "spooled": "1"} for e in entries]
@@ -233,39 +153,14 @@ class Ingest:
             len(entries),
         ]
         for entry in entries:
-            self._add(entry, keys, args)
+            add_event(self.keys, entry, keys, args)
         async with asyncio.timeout(self.timeout_s):
             try:
                 results = await self.r.evalsha(self._sha, len(keys), *keys, *args)
             except redis.exceptions.NoScriptError:  # first call on this server: EVAL caches it
-                results = await self.r.eval(_RECORD_BATCH, len(keys), *keys, *args)
+                results = await self.r.eval(RECORD_BATCH, len(keys), *keys, *args)
         replies = str(results).split(";")
-        return [_answer(entry, reply) for entry, reply in zip(entries, replies, strict=True)]
-
-    def _add(self, entry: Entry, keys: list[str], args: list[Any]) -> None:
-        fields: list[str] = []
-        for name in STREAM_FIELDS:
-            fields += [name, str(entry.get(name) or "")]
-        queued = entry["outcome"] == PROCESS
-        fold = queued and bool(entry.get("fold"))
-        if queued:
-            template = message_template(
-                entry["queue"], entry["actor_name"], entry.get("payload", {})
-            )
-            list_key, msgs_key = queue_keys(entry["queue"])
-        else:
-            template, list_key, msgs_key = "", "-", "-"
-        fold_key = self.keys.fold(str(entry.get("issue"))) if fold else "-"
-        keys += [self.keys.delivery(entry["sha256"]), fold_key, list_key, msgs_key]
-        last_webhook = entry["source"] == "plane" and entry["outcome"] != "unknown_project"
-        meta = [
-            fields,
-            "1" if fold else "0",
-            str(entry.get("actor") or ""),
-            str(entry["project"]) if last_webhook else "",
-            str(entry["received_at"]),
-        ]
-        args += [json.dumps(meta, separators=(",", ":")), template, str(entry.get("body") or "")]
+        return [answer_of(entry, reply) for entry, reply in zip(entries, replies, strict=True)]
 
     # -- the spool -----------------------------------------------------------------------
     async def drain(self) -> int:
@@ -315,20 +210,3 @@ class Ingest:
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
-
-
-def _answer(entry: Entry, reply: str) -> Answer:
-    code_text, event_id, into = reply.split("|")
-    code = int(code_text)
-    if code == _DUPLICATE:
-        return Answer(200, {"duplicate": True, "event_id": event_id})
-    body: dict[str, Any] = {"accepted": True, "event_id": event_id, "outcome": entry["outcome"]}
-    if code == _FOLDED:
-        body.update(outcome="folded", folded_into=into)
-    return Answer(202, body)
-
-
-def _outcome(entry: Entry, answer: Answer) -> str:
-    if answer.status == 200:
-        return "duplicate"
-    return str(answer.body.get("outcome", entry["outcome"]))

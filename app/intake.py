@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from app.domain.ids import why_not_uuid
-from app.ingest import PROCESS
+from app.ingest_script import PROCESS
 from app.plane.models import WebhookBody
 from app.plane.webhooks import body_sha256, matching
 from app.projects import Registry

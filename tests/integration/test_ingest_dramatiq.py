@@ -10,7 +10,8 @@ import dramatiq
 import pytest
 from dramatiq.middleware import CurrentMessage
 
-from app.ingest import PROCESS, Ingest, connect_async
+from app.ingest import Ingest, connect_async
+from app.ingest_script import PROCESS
 from app.keys import Keys
 from app.queue import EVENTS_QUEUE, PROCESS_EVENT, make_redis_broker, queue_keys
 from app.spool import Spool
