@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from actors.scheduler import Scheduler
 from actors.worker import start_worker
 from app.config import Settings
 from app.domain.stages import Stage
+from app.embedded_redis import EmbeddedRedis, free_port
 from app.plane.status import STAGE_STATUS_KEY
 from app.projects import Registry
 from app.queue import Dispatcher, make_redis_broker
@@ -45,90 +45,6 @@ from app.web import create_app
 log = logging.getLogger(__name__)
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SECRET = "embedded-demo-webhook-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class EmbeddedRedis:
-    """redis-server as a child process, or fakeredis's TCP server when it is absent.
-
-    Stoppable and restartable on the same port (the tests stop Redis under a running
-    receiver); `require_binary` refuses the fakeredis fallback (integration tests).
-    """
-
-    def __init__(
-        self, workdir: Path, *, port: int | None = None, require_binary: bool = False
-    ) -> None:
-        self.port = port or free_port()
-        self.workdir = workdir
-        self.require_binary = require_binary
-        self.kind = ""
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._fake: Any = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> EmbeddedRedis:
-        binary = shutil.which("redis-server")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        if binary:
-            self.kind = f"redis-server child ({binary})"
-            self._proc = subprocess.Popen(
-                [
-                    binary,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.workdir),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        elif self.require_binary:
-            raise RuntimeError(
-                "redis-server is not installed: run `bash scripts/test`, "
-                "which installs it (apt-get install redis-server)"
-            )
-        else:
-            from fakeredis import TcpFakeServer
-
-            self.kind = "in-process fakeredis (no redis-server binary found)"
-            self._fake = TcpFakeServer(("127.0.0.1", self.port), server_type="redis")
-            threading.Thread(target=self._fake.serve_forever, daemon=True).start()
-        client = redislib.Redis(port=self.port)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                client.ping()
-                break
-            except redislib.ConnectionError:
-                exited = self._proc is not None and self._proc.poll() is not None
-                if time.monotonic() > deadline or exited:
-                    raise RuntimeError(f"embedded Redis did not start on {self.port}") from None
-                time.sleep(0.02)
-        client.close()
-        return self
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(timeout=10)
-            self._proc = None
-        if self._fake is not None:
-            self._fake.shutdown()
-            self._fake = None
 
 
 def make_bare_repo(workdir: Path) -> Path:
@@ -199,21 +115,7 @@ class Demo:
         web_port = free_port()
         self.web_url = f"http://127.0.0.1:{web_port}"
         self.registry = demo_registry(make_bare_repo(self.workdir), self.web_url + "/healthz")
-        self.settings = Settings(
-            redis_url=self.redis.url,
-            plane_base_url=self.plane.url,
-            plane_api_token=SecretStr(BOT_KEY),
-            plane_webhook_secret=SecretStr(SECRET),
-            repos_dir=self.workdir / "repos",
-            spool_dir=self.workdir / "spool",
-            projects_file=self.workdir / "projects.toml",
-            worker_prometheus=False,
-            reconcile_interval_s=10,
-            scheduler_tick_s=5,
-            job_retry_base_s=1,
-            cap_wait_s=1,
-            plane_rate_per_min=600,
-        )
+        self.settings = self._settings()
         services = Services(self.settings, registry_override=self.registry)
         worker, self.services = start_worker(
             self.settings,
@@ -250,6 +152,23 @@ class Demo:
             broker.close()
 
         self.stoppers.append(stop_scheduler)
+
+    def _settings(self) -> Settings:
+        return Settings(
+            redis_url=self.redis.url,
+            plane_base_url=self.plane.url,
+            plane_api_token=SecretStr(BOT_KEY),
+            plane_webhook_secret=SecretStr(SECRET),
+            repos_dir=self.workdir / "repos",
+            spool_dir=self.workdir / "spool",
+            projects_file=self.workdir / "projects.toml",
+            worker_prometheus=False,
+            reconcile_interval_s=10,
+            scheduler_tick_s=5,
+            job_retry_base_s=1,
+            cap_wait_s=1,
+            plane_rate_per_min=600,
+        )
 
     def stop(self) -> None:
         for stopper in reversed(self.stoppers):

@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from app.embedded import EmbeddedRedis
+from app.embedded_redis import EmbeddedRedis
 from app.plane.webhooks import signature
 
 SECRET = "bench-secret"

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from app.config import Settings
-from app.embedded import EmbeddedRedis
+from app.embedded_redis import EmbeddedRedis
 from app.projects import Registry
 from app.queue import make_redis_broker
 from app.sandbox.plane_runner import BOT_KEY, HUMAN_KEY, SandboxPlaneRunner, make_sandbox

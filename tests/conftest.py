@@ -10,7 +10,7 @@ import fakeredis
 import pytest
 import redis
 
-from app.embedded import EmbeddedRedis
+from app.embedded_redis import EmbeddedRedis
 from app.keys import Keys
 from app.store import Store
 
