@@ -216,6 +216,24 @@ def run(*, timeout_s: float = 180, keep_running: bool = False, out: Any = None) 
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def report(demo: Demo, say: Any, task: Any) -> None:
+    """The board, the task's timeline and the forge's main branch, once it is over."""
+    say("\nBoard (Plane):")
+    for key, name, state in demo.board():
+        say(f"  {key:<8} {state:<16} {name}")
+    if task is None:
+        return
+    say(f"\nTimeline of {task.work_item_id} (redis-cli XRANGE pf:task:{task.id}:log - +):")
+    for entry in demo.services.store.timeline(task.id):
+        say(f"  {entry['ts'][11:19]}  {entry['kind']:<10} {entry['message'][:110]}")
+    log_lines = subprocess.run(
+        ["git", "-C", str(demo.registry.projects["demo"].repo), "log", "--oneline", "main"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    say("\nForge main branch:\n  " + "\n  ".join(log_lines.splitlines()))
+
+
 def drive(demo: Demo, say: Any, timeout_s: float, keep_running: bool) -> int:
     item_id = next(iter(demo.plane.sandbox.world.projects[DEMO_PROJECT_ID].items))
     store = demo.services.store
@@ -248,19 +266,7 @@ def drive(demo: Demo, say: Any, timeout_s: float, keep_running: bool) -> int:
             break
         time.sleep(0.1)
         task = store.get_task_by_issue(item_id)
-    say("\nBoard (Plane):")
-    for key, name, state in demo.board():
-        say(f"  {key:<8} {state:<16} {name}")
-    if task is not None:
-        say(f"\nTimeline of {task.work_item_id} (redis-cli XRANGE pf:task:{task.id}:log - +):")
-        for entry in store.timeline(task.id):
-            say(f"  {entry['ts'][11:19]}  {entry['kind']:<10} {entry['message'][:110]}")
-        log_lines = subprocess.run(
-            ["git", "-C", str(demo.registry.projects["demo"].repo), "log", "--oneline", "main"],
-            capture_output=True,
-            text=True,
-        ).stdout
-        say("\nForge main branch:\n  " + "\n  ".join(log_lines.splitlines()))
+    report(demo, say, task)
     ok = task is not None and task.stage is Stage.DONE
     name = task.work_item_id if task else "DEMO-1"
     where = (
