@@ -20,6 +20,7 @@ from redis.exceptions import WatchError
 from app.domain.decisions import Decision
 from app.domain.errors import StoreError
 from app.domain.models import Job, JobState, Task, utcnow
+from app.domain.results import TimelineKind
 from app.domain.stages import Stage
 from app.outbox_store import PendingComment
 from app.store import Store
@@ -78,7 +79,7 @@ def apply_decision(
                     store._xadd_timeline(
                         pipe,
                         task_id,
-                        "job",
+                        TimelineKind.JOB,
                         f"job {new_job.id} queued for {new_job.stage.value}",
                         {"job_id": new_job.id},
                     )
@@ -142,7 +143,7 @@ def _move(
     store._xadd_timeline(
         pipe,
         task.id,
-        "transition",
+        TimelineKind.TRANSITION,
         f"{task.stage.value} -> {decision.stage.value}: {decision.reason}",
         {"from": task.stage.value, "to": decision.stage.value},
     )

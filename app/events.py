@@ -14,6 +14,7 @@ from typing import Any
 from app.domain.errors import PlaneError, TemporaryError
 from app.domain.ids import why_not_uuid
 from app.domain.models import Task
+from app.domain.results import Result, TimelineKind, ignored
 from app.pipeline import Pipeline
 from app.plane.client import PlaneClient
 from app.plane.models import WorkItem
@@ -39,7 +40,7 @@ class EventProcessor:
         self.resolver = resolver
         self.pipeline = pipeline
 
-    def process(self, payload: dict[str, Any]) -> str:
+    def process(self, payload: dict[str, Any]) -> Result:
         """Handle one `process_event` message; TemporaryError asks Dramatiq to retry.
 
         Clears the work item's fold marker first, so a delivery that arrives while the
@@ -50,32 +51,32 @@ class EventProcessor:
         project = self.registry.by_plane_id(str(payload.get("project_id")))
         issue_id = payload.get("issue_id")
         if project is None or not issue_id:
-            return "ignored: unknown project or no work item"
+            return ignored("unknown project or no work item")
         invalid = why_not_uuid("work item id", issue_id)
         if invalid:  # never reaches a URL or a key; a retry cannot fix it
             log.warning("event %s ignored: %s", event_id, invalid)
-            return f"ignored: {invalid}"
+            return ignored(invalid)
         self.store.clear_fold(issue_id, event_id)
         own = self.pipeline.own_user_id
         if own and payload.get("actor_id") == own:
             task = self.store.get_task_by_issue(issue_id)
             if task is not None:
                 self.store.record(
-                    task.id, "ignored", f"ignored: echo of own status write [{source}]"
+                    task.id, TimelineKind.IGNORED, f"ignored: echo of own status write [{source}]"
                 )
-            return "ignored: echo of own status write"
+            return ignored("echo of own status write")
         try:
             item = self.plane.get_work_item(project.plane_project_id, issue_id)
         except PlaneError as exc:
             if exc.status == 404:
-                return "ignored: work item no longer exists"
+                return ignored("work item no longer exists")
             if not exc.retryable:
                 log.warning("event %s: cannot read work item %s: %s", event_id, issue_id, exc)
-                return f"ignored: cannot read the work item ({exc})"
+                return ignored(f"cannot read the work item ({exc})")
             raise TemporaryError(f"cannot read work item {issue_id}: {exc}") from exc
         return self.route(item, project, source=source)
 
-    def route(self, item: WorkItem, project: Project, *, source: str) -> str:
+    def route(self, item: WorkItem, project: Project, *, source: str) -> Result:
         """Send a work item in its current state to the matching handler."""
         states = self.resolver.resolve(project)
         if item.state_id and states.by_id(item.state_id) is None:
@@ -90,22 +91,22 @@ class EventProcessor:
         if trigger is Trigger.CANCEL:
             return self.pipeline.handle_cancel(item, project, source=source)
         state = states.by_id(item.state_id or "")
-        reason = f"ignored: state {state.name if state else item.state_id!r} is not a trigger"
+        reason = f"state {state.name if state else item.state_id!r} is not a trigger"
         task = self.store.get_task_by_issue(item.id)
         if task is not None:
-            self.store.record(task.id, "ignored", f"{reason} [{source}]")
-        return reason
+            self.store.record(task.id, TimelineKind.IGNORED, f"ignored: {reason} [{source}]")
+        return ignored(reason)
 
-    def recheck(self, task: Task, project: Project) -> str:
+    def recheck(self, task: Task, project: Project) -> Result:
         """Route the work item's current state again (e.g. a verdict given too early)."""
         try:
             item = self.plane.get_work_item(project.plane_project_id, task.plane_issue_id)
         except PlaneError as exc:
             log.warning("task %s: cannot re-read the work item: %s", task.id, exc)
-            return "recheck failed"
+            return ignored("recheck failed: the work item could not be read")
         states = self.resolver.resolve(project)
         if states.trigger_of(item.state_id) not in (Trigger.APPROVED, Trigger.REJECTED):
-            return "no verdict yet"
+            return ignored("no verdict yet")
         return self.route(item, project, source="verdict given while the review job ran")
 
 
@@ -116,7 +117,7 @@ def replay(
     *,
     event_id: str | None = None,
     since: str | None = None,
-) -> list[tuple[str, str]]:
+) -> list[tuple[str, Result]]:
     """Run stored Plane events (`pf:events`) through the same handlers again.
 
     Safe by construction: the handlers read the current state and are idempotent, so a
@@ -129,7 +130,7 @@ def replay(
             continue
         project = registry.get(fields.get("project", ""))
         if project is None:
-            out.append((entry_id, f"skipped: project {fields.get('project')!r} unknown"))
+            out.append((entry_id, ignored(f"project {fields.get('project')!r} unknown")))
             continue
         payload = {
             "project_id": project.plane_project_id,

@@ -18,6 +18,7 @@ from app.caps import Caps
 from app.config import Settings
 from app.domain.decisions import Aborted, Policy, StageEnded, decide, task_view
 from app.domain.models import Job, JobState, Task, utcnow
+from app.domain.results import Handled, Result, TimelineKind, ignored
 from app.domain.stages import TERMINAL_STAGES, Outcome, Stage
 from app.forge.base import Forge
 from app.pipeline import JobSender, PlaneWrites, run_after
@@ -65,7 +66,7 @@ class StageEnd:
         project: Project,
         result: StageResult,
         after: list[Callable[[], object]],
-    ) -> str:
+    ) -> Result:
         """Record the result under the work item's lock; Plane's part goes to the outbox.
 
         The lock serialises this with the handlers (a cancel or a verdict arriving while
@@ -86,7 +87,7 @@ class StageEnd:
                 if current is not None and current.is_active:
                     self.store.finish_job(job.id, "cancelled", state=JobState.CANCELLED)
                 self.release_deploy_slot(project, task.id)
-                return "stopped: task cancelled or job superseded while running"
+                return Result(Handled.STOPPED, "task cancelled or job superseded while running")
             return self._decide(fresh, job, project, result, after)
 
     def _decide(
@@ -96,7 +97,7 @@ class StageEnd:
         project: Project,
         result: StageResult,
         after: list[Callable[[], object]],
-    ) -> str:
+    ) -> Result:
         if result.comment:
             self.outbox.comment(task.id, result.comment)
         if result.outcome is None:
@@ -104,17 +105,17 @@ class StageEnd:
                 self.store.update_task(task.id, **result.fields)
             if result.wait_s is not None:
                 self._wait(task, job, result.message, result.wait_s, after)
-                return "waiting"
+                return Result(Handled.WAITING, result.message)
             self.store.finish_job(job.id, "waiting")
-            self.store.record(task.id, "stage", result.message)
+            self.store.record(task.id, TimelineKind.STAGE, result.message)
             if task.stage is Stage.REVIEW and self.on_review_wait is not None:
                 recheck = self.on_review_wait
                 after.append(lambda: recheck(task, project))
-            return result.message
+            return Result(Handled.WAITING, result.message, task.stage)
         message = result.message
         if result.retry and result.outcome is Outcome.FAILURE:
             if self._retry(task, job, project, message, after):
-                return "retrying"
+                return Result(Handled.RETRYING, message)
             message = f"{message} (after {job.attempt} attempt(s))"
         return self._transition(task, job, project, result.outcome, result.fields, message, after)
 
@@ -138,7 +139,7 @@ class StageEnd:
         delay = self.settings.job_retry_base_s * (2 ** (job.attempt - 1))
         self.store.record(
             task.id,
-            "retry",
+            TimelineKind.RETRY,
             f"attempt {job.attempt}/{max_attempts} failed: {message[:500]}; retrying in {delay:g}s",
         )
         after.append(lambda: self.jobs.send_job(new.id, delay_ms=int(delay * 1000)))
@@ -153,7 +154,7 @@ class StageEnd:
         result_fields: dict[str, object],
         message: str,
         after: list[Callable[[], object]],
-    ) -> str:
+    ) -> Result:
         """decide -> apply -> effects: one decision, one transaction, sends after."""
         decision = decide(
             task_view(task),
@@ -168,7 +169,8 @@ class StageEnd:
             time_limit_s=self._time_limit(decision.stage, project),
         )
         self._effects(applied, project, after)
-        return f"{task.stage.value} -> {decision.stage.value}"
+        kind = Handled.BLOCKED if decision.blocked else Handled.MOVED
+        return Result(kind, f"{task.stage.value} -> {decision.stage.value}", decision.stage)
 
     def _effects(
         self, applied: Applied, project: Project, after: list[Callable[[], object]]
@@ -190,7 +192,7 @@ class StageEnd:
         after: list[Callable[[], object]] | None = None,
     ) -> None:
         if job.error != reason:  # say it once on the timeline, not at every look
-            self.store.record(task.id, "waiting", reason)
+            self.store.record(task.id, TimelineKind.WAITING, reason)
         self.store.update_job(job.id, state=JobState.QUEUED, error=reason, enqueued_at=utcnow())
 
         def send() -> str:
@@ -201,13 +203,13 @@ class StageEnd:
         else:
             after.append(send)
 
-    def _block(self, task: Task, job: Job, reason: str) -> str:
+    def _block(self, task: Task, job: Job, reason: str) -> Result:
         """The job cannot run (budget used up, project gone): abort into `blocked`."""
         after: list[Callable[[], object]] = []
         with self.store.issue_lock(task.plane_issue_id):
             fresh = self.store.get_task(task.id)
             if fresh is None or fresh.stage in TERMINAL_STAGES:
-                return "ignored: task already ended"
+                return ignored("task already ended")
             decision = decide(task_view(fresh), Aborted(reason), Policy(max_rework=0))
             applied = apply_decision(
                 self.store, task.id, decision, ended=EndedJob(job.id, "blocked", error=reason)
@@ -218,7 +220,7 @@ class StageEnd:
             else:
                 after.append(lambda: self.outbox.wake(task.id))
         run_after(after)
-        return f"blocked: {reason}"
+        return Result(Handled.BLOCKED, reason, Stage.BLOCKED)
 
     def release_deploy_slot(self, project: Project, task_id: str) -> None:
         self.store.release_deploy_slot(project.repo, task_id)

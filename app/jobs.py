@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from app import logs
 from app.caps import Slot, budget_exhausted
 from app.domain.models import Job, JobState, Task, utcnow
+from app.domain.results import Handled, Result, TimelineKind, ignored
 from app.domain.stages import Outcome, Stage
 from app.job_results import StageEnd
 from app.projects import Project
@@ -29,16 +30,16 @@ log = logging.getLogger(__name__)
 class JobRunner(StageEnd):
     """Runs one job: its life cycle; `StageEnd` applies what the stage work returned."""
 
-    def run(self, job_id: str) -> str:
+    def run(self, job_id: str) -> Result:
         job = self.store.get_job(job_id)
         if job is None:
-            return "ignored: no such job"
+            return ignored("no such job")
         if not job.is_active:
-            return f"ignored: job {job.id} already {job.state.value} ({job.outcome})"
+            return ignored(f"job {job.id} already {job.state.value} ({job.outcome})")
         task = self.store.get_task(job.task_id)
         if task is None:
             self.store.finish_job(job.id, "orphan", state=JobState.CANCELLED)
-            return "ignored: task gone"
+            return ignored("task gone")
         with logs.bind(
             task_id=task.id,
             work_item=task.work_item_id,
@@ -47,14 +48,14 @@ class JobRunner(StageEnd):
         ):
             return self._run(task, job)
 
-    def _run(self, task: Task, job: Job) -> str:
+    def _run(self, task: Task, job: Job) -> Result:
         if task.stage is Stage.CANCELLED:
             self.store.finish_job(job.id, "cancelled", state=JobState.CANCELLED)
-            return "not started: task cancelled"
+            return Result(Handled.STOPPED, "not started: task cancelled")
         if task.active_job_id != job.id or task.stage is not job.stage:
             self.store.finish_job(job.id, "superseded", state=JobState.CANCELLED)
-            self.store.record(task.id, "job", f"job {job.id} superseded; not run")
-            return "superseded"
+            self.store.record(task.id, TimelineKind.JOB, f"job {job.id} superseded; not run")
+            return Result(Handled.STOPPED, "superseded")
         project = self.registry.get(task.project)
         if project is None:
             return self._block(task, job, f"project {task.project!r} is not in the registry")
@@ -64,7 +65,7 @@ class JobRunner(StageEnd):
         slot, full = self.caps.take(job.id, project)
         if slot is None:
             self._wait(task, job, f"waiting for a slot: {full}", self.settings.cap_wait_s)
-            return "waiting for a slot"
+            return Result(Handled.WAITING, "for a slot")
         after: list[Callable[[], object]] = []
         try:
             decision = self._run_in_slot(task, job, project, slot, after)
@@ -85,7 +86,7 @@ class JobRunner(StageEnd):
         project: Project,
         slot: Slot,
         after: list[Callable[[], object]],
-    ) -> str:
+    ) -> Result:
         now = utcnow()
         job = self.store.update_job(
             job.id,
@@ -151,7 +152,9 @@ class JobRunner(StageEnd):
                 continue
             job = self.store.active_job(task)
             if job is not None and job.state is JobState.QUEUED:
-                self.store.record(task.id, "forge", "forge event: merge re-evaluated now")
+                self.store.record(
+                    task.id, TimelineKind.FORGE, "forge event: merge re-evaluated now"
+                )
                 self.jobs.send_job(job.id)
                 count += 1
         return count

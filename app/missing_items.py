@@ -21,6 +21,7 @@ from app.config import Settings
 from app.domain.decisions import ItemDeleted, Policy, decide, task_view
 from app.domain.errors import PlaneError, TemporaryError
 from app.domain.models import Task
+from app.domain.results import TimelineKind
 from app.domain.stages import FINISHED_STAGES
 from app.plane.client import PlaneClient
 from app.projects import Project
@@ -79,7 +80,7 @@ class MissingItems:
     def _seen(self, task: Task, now: datetime) -> None:
         if task.missing_since is not None:
             self.store.update_task(task.id, touch=False, seen_at=now, missing_since=None)
-            self.store.record(task.id, "plane", "work item found again in Plane")
+            self.store.record(task.id, TimelineKind.PLANE, "work item found again in Plane")
         elif task.seen_at is None or (now - task.seen_at) > timedelta(seconds=60):
             self.store.update_task(task.id, touch=False, seen_at=now)
 
@@ -89,7 +90,7 @@ class MissingItems:
             self.store.update_task(task.id, touch=False, missing_since=now)
             self.store.record(
                 task.id,
-                "plane",
+                TimelineKind.PLANE,
                 f"work item not found in Plane (404); cancelled if still missing in {confirm:g}s",
             )
             return 0

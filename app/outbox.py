@@ -28,6 +28,7 @@ from enum import StrEnum
 
 from app.domain.errors import PlaneError, PlaneflowError, TemporaryError
 from app.domain.models import Task
+from app.domain.results import TimelineKind
 from app.domain.stages import Stage
 from app.outbox_store import OutboxStore
 from app.plane.client import PlaneClient
@@ -105,7 +106,7 @@ class OutboxFlusher:
             dropped = self.outbox.drop_all(task_id)
             self.store.record(
                 task.id,
-                "outbox",
+                TimelineKind.OUTBOX,
                 f"project {task.project!r} is not in the registry: "
                 f"{dropped} Plane write(s) dropped",
             )
@@ -125,7 +126,9 @@ class OutboxFlusher:
         self.outbox.schedule(task.id, self.clock() + delay)
         self.notify(task.id, int(delay * 1000))
         if tries == 1:
-            self.store.record(task.id, "outbox", f"Plane did not take the writes: {error[:300]}")
+            self.store.record(
+                task.id, TimelineKind.OUTBOX, f"Plane did not take the writes: {error[:300]}"
+            )
         log.warning(
             "outbox %s: attempt %d failed (%s); next in %.0fs", task.id, tries, error, delay
         )
@@ -194,12 +197,14 @@ class OutboxFlusher:
         client = self.status_client if budgeted else self.status_client.without_budget()
         client.patch_work_item(project.plane_project_id, task.plane_issue_id, state=state_id)
         self.store.update_task(task.id, status_key=key, status_sync_ok=True)
-        self.store.record(task.id, "status", f"status {key!r} synced")
+        self.store.record(task.id, TimelineKind.STATUS, f"status {key!r} synced")
 
     def _status_failed(self, task: Task, key: str, error: str) -> bool:
         # Not retried here: the reconciler's drift repair looks again on its next pass.
         self.store.update_task(task.id, status_key=key, status_sync_ok=False)
-        self.store.record(task.id, "status", f"status {key!r} sync FAILED: {error[:300]}")
+        self.store.record(
+            task.id, TimelineKind.STATUS, f"status {key!r} sync FAILED: {error[:300]}"
+        )
         self.store.incr_counter("status_sync_failures")
         return False
 
@@ -221,7 +226,7 @@ class OutboxFlusher:
                 self.outbox.pop(task.id, comment.key)
                 self.store.record(
                     task.id,
-                    "comment",
+                    TimelineKind.COMMENT,
                     f"comment {comment.key} refused by Plane, not retried: {str(exc)[:300]}",
                 )
                 self.store.incr_counter("comment_failures")
@@ -231,7 +236,7 @@ class OutboxFlusher:
                 raise
             self.outbox.pop(task.id, comment.key)
             what = "posted" if created else "already posted (Plane answered 409)"
-            self.store.record(task.id, "comment", f"comment {comment.key} {what}")
+            self.store.record(task.id, TimelineKind.COMMENT, f"comment {comment.key} {what}")
             posted += 1
         return posted
 

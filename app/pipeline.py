@@ -28,6 +28,7 @@ from app.domain.decisions import (
 )
 from app.domain.models import Job, Task
 from app.domain.naming import branch_name, work_item_id
+from app.domain.results import Handled, Result, TimelineKind, ignored
 from app.domain.stages import FINISHED_STAGES, Stage
 from app.plane.client import PlaneClient
 from app.plane.models import Comment, WorkItem
@@ -63,7 +64,7 @@ class Pipeline:
     # -- start / resume --------------------------------------------------------------
     def handle_status_start(
         self, issue: WorkItem, project: Project, *, source: str = "webhook"
-    ) -> str:
+    ) -> Result:
         """Create the task (first trigger) or resume a blocked one; else ignore, with reason.
 
         Idempotent: create_task_atomic returns created=True once per work item, and a
@@ -77,7 +78,7 @@ class Pipeline:
 
     def _start(
         self, issue: WorkItem, project: Project, source: str, after: list[Callable[[], object]]
-    ) -> str:
+    ) -> Result:
         task = self.store.get_task_by_issue(issue.id)
         if task is None:
             wi = work_item_id(project.work_item_prefix, issue.sequence_id, issue.id)
@@ -94,24 +95,24 @@ class Pipeline:
                 task = self.store.update_task(task.id, description=item_text(issue))
                 with logs.bind(task_id=task.id, work_item=wi, stage=task.stage.value):
                     log.info("task created (%s)", source)
-                self.store.record(task.id, "start", f"started by {source}")
+                self.store.record(task.id, TimelineKind.START, f"started by {source}")
                 self._enqueue(task, after)
-                return "started"
+                return Result(Handled.STARTED, stage=task.stage)
         if task.stage is Stage.BLOCKED:
             task = self.store.update_task(task.id, title=issue.name, description=item_text(issue))
             return self._resume(task, source, after)
         reason = (
-            f"ignored: task already {task.stage.value}"
+            f"task already {task.stage.value}"
             if task.stage in FINISHED_STAGES
-            else f"ignored: task already running (stage {task.stage.value})"
+            else f"task already running (stage {task.stage.value})"
         )
-        self.store.record(task.id, "ignored", f"{reason} [{source}]")
-        return reason
+        self.store.record(task.id, TimelineKind.IGNORED, f"ignored: {reason} [{source}]")
+        return ignored(reason)
 
-    def _resume(self, task: Task, source: str, after: list[Callable[[], object]]) -> str:
+    def _resume(self, task: Task, source: str, after: list[Callable[[], object]]) -> Result:
         decision = decide(task_view(task), Resumed(source), NO_POLICY)
         self._applied(apply_decision(self.store, task.id, decision), after)
-        return f"resumed at {decision.stage.value}"
+        return Result(Handled.RESUMED, f"at {decision.stage.value}", decision.stage)
 
     def _applied(self, applied: Applied, after: list[Callable[[], object]]) -> None:
         """The sends of an applied decision, for after the lock."""
@@ -123,7 +124,7 @@ class Pipeline:
     # -- verdict ----------------------------------------------------------------------
     def handle_verdict(
         self, issue: WorkItem, project: Project, *, approved: bool, source: str = "webhook"
-    ) -> str:
+    ) -> Result:
         """Approved: review -> merge. Rejected: review -> development, comments as feedback.
 
         Acts only on a task in `review` with no active job; a second verdict finds the
@@ -142,21 +143,21 @@ class Pipeline:
         approved: bool,
         source: str,
         after: list[Callable[[], object]],
-    ) -> str:
+    ) -> Result:
         verdict = "approved" if approved else "rejected"
         task = self.store.get_task_by_issue(issue.id)
         if task is None:
             log.info("verdict %s for %s ignored: no task", verdict, issue.id)
-            return "ignored: no task"
+            return ignored("no task")
         if task.stage is not Stage.REVIEW:
-            reason = f"ignored: verdict {verdict} for task not in review (stage {task.stage.value})"
-            self.store.record(task.id, "ignored", f"{reason} [{source}]")
-            return reason
+            reason = f"verdict {verdict} for task not in review (stage {task.stage.value})"
+            self.store.record(task.id, TimelineKind.IGNORED, f"ignored: {reason} [{source}]")
+            return ignored(reason)
         active = self.store.active_job(task)
         if active is not None:
-            reason = f"ignored: verdict {verdict} while job {active.id} is active"
-            self.store.record(task.id, "ignored", f"{reason} [{source}]")
-            return reason
+            reason = f"verdict {verdict} while job {active.id} is active"
+            self.store.record(task.id, TimelineKind.IGNORED, f"ignored: {reason} [{source}]")
+            return ignored(reason)
         feedback = "" if approved else self._review_feedback(task, project)
         decision = decide(
             task_view(task),
@@ -164,7 +165,7 @@ class Pipeline:
             Policy(project.max_rework),
         )
         self._applied(apply_decision(self.store, task.id, decision), after)
-        return f"{verdict}: moved to {decision.stage.value}"
+        return Result(Handled.MOVED, f"{verdict}: moved to {decision.stage.value}", decision.stage)
 
     def _review_feedback(self, task: Task, project: Project) -> str:
         """Human comments posted since the task entered review, oldest first."""
@@ -172,7 +173,7 @@ class Pipeline:
             comments = self.plane.list_comments(project.plane_project_id, task.plane_issue_id)
         except Exception as exc:  # feedback is best effort; the verdict still counts
             log.warning("task %s: cannot read review comments: %s", task.id, exc)
-            self.store.record(task.id, "warning", f"review comments unavailable: {exc}")
+            self.store.record(task.id, TimelineKind.WARNING, f"review comments unavailable: {exc}")
             return ""
         since = task.review_started_at
         return "\n\n".join(
@@ -180,20 +181,22 @@ class Pipeline:
         )
 
     # -- cancel -----------------------------------------------------------------------
-    def handle_cancel(self, issue: WorkItem, project: Project, *, source: str = "webhook") -> str:
+    def handle_cancel(
+        self, issue: WorkItem, project: Project, *, source: str = "webhook"
+    ) -> Result:
         """Cancel the task and its active job. A finished or absent task is left alone."""
         with self.store.issue_lock(issue.id):
             task = self.store.get_task_by_issue(issue.id)
             if task is None:
-                return "ignored: no task"
+                return ignored("no task")
             if task.stage in FINISHED_STAGES:
-                reason = f"ignored: cancel of a task already {task.stage.value}"
-                self.store.record(task.id, "ignored", f"{reason} [{source}]")
-                return reason
+                reason = f"cancel of a task already {task.stage.value}"
+                self.store.record(task.id, TimelineKind.IGNORED, f"ignored: {reason} [{source}]")
+                return ignored(reason)
             # The active job is cancelled with the move (its runner kills the agent).
             decision = decide(task_view(task), CancelledInPlane(source), NO_POLICY)
             apply_decision(self.store, task.id, decision)
-            return "cancelled"
+            return Result(Handled.CANCELLED, stage=Stage.CANCELLED)
 
     # -- jobs -------------------------------------------------------------------------
     def _enqueue(self, task: Task, after: list[Callable[[], object]]) -> Job | None:
@@ -201,7 +204,9 @@ class Pipeline:
         job = self.store.create_job(task.id, task.stage)
         self.outbox.show_stage(task.id)
         if job is None:
-            self.store.record(task.id, "ignored", "job not queued: another job is active")
+            self.store.record(
+                task.id, TimelineKind.IGNORED, "job not queued: another job is active"
+            )
             return None
         after.append(lambda: self.jobs.send_job(job.id))
         return job

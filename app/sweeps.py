@@ -15,6 +15,7 @@ from app.apply import EndedJob, apply_decision
 from app.config import Settings
 from app.domain.decisions import Aborted, Policy, decide, task_view
 from app.domain.models import JobState, utcnow
+from app.domain.results import TimelineKind
 from app.domain.stages import FINISHED_STAGES, Stage
 from app.git import Repo
 from app.pipeline import JobSender, PlaneWrites, run_after
@@ -57,7 +58,9 @@ class Sweeps:
                         self.store.update_job(job.id, enqueued_at=now)
                         self.jobs.send_job(job.id)
                         self.store.record(
-                            job.task_id, "job", f"job {job.id} not started: message sent again"
+                            job.task_id,
+                            TimelineKind.JOB,
+                            f"job {job.id} not started: message sent again",
                         )
                         acted += 1
             except Exception as exc:
@@ -119,7 +122,7 @@ class Sweeps:
                 if new is not None:
                     self.store.record(
                         task.id,
-                        "job",
+                        TimelineKind.JOB,
                         f"job {job.id} lost (no heartbeat); retrying as job {new.id}",
                     )
                     after.append(lambda: self.jobs.send_job(new.id))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from app.agents import EXIT_TEMPORARY, ProcessResult, agent_env, run_process
 from app.domain.models import Job, Task
+from app.domain.results import TimelineKind
 from app.domain.stages import Outcome
 from app.projects import AgentCommand, Project
 from app.stagework.common import Context, StageResult, pre, tail
@@ -112,7 +113,7 @@ def run_agent(
     )
     ctx.store.update_job(job.id, agent_result=json.dumps(result.__dict__))
     ctx.store.add_usage(task.id, agent_seconds=result.duration_s, tokens=result.tokens)
-    ctx.store.record(task.id, "agent", f"{role} {result.describe()}", job_id=job.id)
+    ctx.store.record(task.id, TimelineKind.AGENT, f"{role} {result.describe()}", job_id=job.id)
     return result
 
 

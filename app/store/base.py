@@ -18,6 +18,7 @@ from redis.retry import Retry
 
 from app.domain.errors import StoreError
 from app.domain.models import utcnow
+from app.domain.results import TimelineKind
 from app.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -93,12 +94,22 @@ class StoreBase:
 
     # -- timeline ---------------------------------------------------------------
     def _xadd_timeline(
-        self, pipe: Any, task_id: str, kind: str, message: str, extra: dict[str, str] | None = None
+        self,
+        pipe: Any,
+        task_id: str,
+        kind: TimelineKind,
+        message: str,
+        extra: dict[str, str] | None = None,
     ) -> None:
-        fields = {"ts": utcnow().isoformat(), "kind": kind, "message": message, **(extra or {})}
+        fields = {
+            "ts": utcnow().isoformat(),
+            "kind": kind.value,
+            "message": message,
+            **(extra or {}),
+        }
         pipe.xadd(self.keys.task_log(task_id), fields, maxlen=TIMELINE_MAXLEN, approximate=True)
 
-    def record(self, task_id: str, kind: str, message: str, **extra: str) -> None:
+    def record(self, task_id: str, kind: TimelineKind, message: str, **extra: str) -> None:
         """Append one decision to the task's timeline stream."""
         self._xadd_timeline(self.r, task_id, kind, message, extra)
 

@@ -9,6 +9,7 @@ from redis.exceptions import LockError, WatchError
 
 from app.domain.errors import StoreError
 from app.domain.models import Job, JobState, Task, utcnow
+from app.domain.results import TimelineKind
 from app.domain.stages import Stage
 from app.store.base import StoreBase, numeric_order
 
@@ -44,7 +45,7 @@ class JobsMixin(StoreBase):
                     self._xadd_timeline(
                         pipe,
                         task_id,
-                        "job",
+                        TimelineKind.JOB,
                         f"job {job.id} queued for {stage.value}",
                         {"job_id": job.id},
                     )

@@ -12,6 +12,7 @@ from redis.exceptions import WatchError
 
 from app.domain.errors import StoreError
 from app.domain.models import Task, utcnow
+from app.domain.results import TimelineKind
 from app.domain.stages import Stage
 from app.store.base import StoreBase, numeric_order
 
@@ -65,7 +66,10 @@ class TasksMixin(StoreBase):
                         pipe.sadd(self.keys.tasks_in_stage(task.stage.value), task_id)
                         pipe.zadd(self.keys.tasks_all, {task_id: task.created_at.timestamp()})
                         self._xadd_timeline(
-                            pipe, task_id, "created", f"task created in stage {task.stage.value}"
+                            pipe,
+                            task_id,
+                            TimelineKind.CREATED,
+                            f"task created in stage {task.stage.value}",
                         )
                         result = pipe.execute()
                     except WatchError:
@@ -137,7 +141,7 @@ class TasksMixin(StoreBase):
                     self._xadd_timeline(
                         pipe,
                         task_id,
-                        "transition",
+                        TimelineKind.TRANSITION,
                         f"{task.stage.value} -> {stage.value}: {reason}",
                         {"from": task.stage.value, "to": stage.value},
                     )

@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from app.cli import main
+from app.domain.results import TimelineKind
 from app.domain.stages import Stage
 from app.store import Store
 from tests.conftest import RedisServer
@@ -37,7 +38,9 @@ def test_tasks_explain_and_status(
     task, _ = real_store.create_task_atomic(
         "i-1", "DEMO-1", "r", "feature/DEMO-1-x", Stage.ANALYSIS, "Title", project="demo"
     )
-    real_store.record(task.id, "ignored", "ignored: task already running (stage analysis)")
+    real_store.record(
+        task.id, TimelineKind.IGNORED, "ignored: task already running (stage analysis)"
+    )
     real_store.incr_counter("replays:demo", 2)
 
     assert main(["tasks"]) == 0

@@ -11,6 +11,7 @@ import fakeredis
 import pytest
 
 from app.domain.models import JobState
+from app.domain.results import Handled, Result
 from app.domain.stages import Stage
 from app.projects import Registry
 from app.queue import make_redis_broker
@@ -83,10 +84,10 @@ def test_an_agent_that_already_finished_is_not_run_again(
     }
     services.store.update_job(job.id, state=JobState.RUNNING, agent_result=json.dumps(recorded))
     decision = services.job_runner.run(job.id)  # the redelivered message
-    assert decision == "development -> quality_gate"
+    assert (decision.kind, decision.stage) == (Handled.MOVED, Stage.QUALITY_GATE)
     messages = [e["message"] for e in services.store.timeline(task.id)]
     assert not any(m.startswith("developer exit") for m in messages)  # not run again
-    assert services.job_runner.run(job.id).startswith("ignored: job")  # and never twice
+    assert services.job_runner.run(job.id).kind is Handled.IGNORED  # and never twice
 
 
 def test_a_job_for_a_cancelled_task_is_not_started(
@@ -95,7 +96,7 @@ def test_a_job_for_a_cancelled_task_is_not_started(
     task = task_in(services, sandbox_plane, Stage.ANALYSIS)
     job = services.store.create_job(task.id, Stage.ANALYSIS)
     services.store.move_task(task.id, Stage.CANCELLED, "cancelled in Plane")
-    assert services.job_runner.run(job.id) == "not started: task cancelled"
+    assert services.job_runner.run(job.id) == Result(Handled.STOPPED, "not started: task cancelled")
     assert services.store.get_job(job.id).state is JobState.CANCELLED
 
 
@@ -110,7 +111,7 @@ def test_self_hosted_deploy_resumes_monitoring_after_the_restart(
     task = task_in(services, sandbox_plane, Stage.DEPLOYING)
     services.store.update_task(task.id, deploy_started_at=utcnow())  # recorded, then restart
     job = services.store.create_job(task.id, Stage.DEPLOYING)
-    assert services.job_runner.run(job.id) == "deploying -> monitoring"
+    assert services.job_runner.run(job.id).stage is Stage.MONITORING
 
 
 @pytest.mark.parametrize("services", [{"budget": {"attempts": 1}}], indirect=True)
@@ -120,7 +121,8 @@ def test_exhausted_budget_blocks_with_the_reason(
     task = task_in(services, sandbox_plane, Stage.DEVELOPMENT)
     services.store.update_task(task.id, attempts_used=1)  # spent on an earlier trigger
     job = services.store.create_job(task.id, Stage.DEVELOPMENT)
-    assert services.job_runner.run(job.id).startswith("blocked: budget exhausted")
+    ran = services.job_runner.run(job.id)
+    assert ran.kind is Handled.BLOCKED and ran.detail.startswith("budget exhausted")
     blocked = services.store.get_task(task.id)
     assert blocked.stage is Stage.BLOCKED and blocked.failed_stage is Stage.DEVELOPMENT
     assert "1 agent attempts (limit 1)" in (blocked.blocked_reason or "")
@@ -135,12 +137,12 @@ def test_a_full_cap_makes_the_job_wait_visibly(
     services.store.r.zadd(services.store.keys.slots("global"), {"other-job": 9e12})
     task = task_in(services, sandbox_plane, Stage.ANALYSIS)
     job = services.store.create_job(task.id, Stage.ANALYSIS)
-    assert services.job_runner.run(job.id) == "waiting for a slot"
+    assert services.job_runner.run(job.id) == Result(Handled.WAITING, "for a slot")
     assert services.store.get_job(job.id).state is JobState.QUEUED
     last = services.store.timeline(task.id)[-1]
     assert last["message"] == "waiting for a slot: global cap of 1 running job(s)"
     services.store.r.zrem(services.store.keys.slots("global"), "other-job")
-    assert services.job_runner.run(job.id) == "analysis -> development"
+    assert services.job_runner.run(job.id).stage is Stage.DEVELOPMENT
 
 
 @pytest.mark.parametrize("services", [{"budget": {"attempts": 1}}], indirect=True)
@@ -151,7 +153,7 @@ def test_a_task_blocked_in_monitoring_frees_the_deploy_slot_at_once(
     assert services.store.take_deploy_slot(task.repo, task.id, ttl_s=3600) is None
     services.store.update_task(task.id, attempts_used=1)  # budget used up
     job = services.store.create_job(task.id, Stage.MONITORING)
-    assert services.job_runner.run(job.id).startswith("blocked: budget exhausted")
+    assert services.job_runner.run(job.id).kind is Handled.BLOCKED
     # another task of the same repo can deploy now, not in 76 minutes
     assert services.store.take_deploy_slot(task.repo, "another-task", ttl_s=60) is None
     pending = services.outbox_store.pending(task.id)
@@ -189,7 +191,7 @@ def test_a_finished_job_makes_no_plane_call_while_holding_its_slot(
     runner = services.job_runner  # built while Plane answers (it asks for our own user)
     sandbox_plane.sandbox.faults["*"] = "slow:30"  # Plane hangs
     before = len(sandbox_plane.sandbox.request_log)
-    assert runner.run(job.id) == "analysis -> development"
+    assert runner.run(job.id) == Result(Handled.MOVED, "analysis -> development", Stage.DEVELOPMENT)
     assert len(sandbox_plane.sandbox.request_log) == before  # statuses and comments wait
     assert services.store.r.zcard(services.store.keys.slots("global")) == 0  # slot free
     assert not services.outbox_store.is_settled(task.id)  # ... in the outbox

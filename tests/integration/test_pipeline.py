@@ -10,6 +10,7 @@ import fakeredis
 import pytest
 
 from app.domain.models import JobState
+from app.domain.results import Handled, Result
 from app.domain.stages import Stage
 from app.plane.models import WorkItem
 from app.queue import make_redis_broker
@@ -47,7 +48,7 @@ def current(services: Services, item: Item) -> WorkItem:
     return services.plane.get_work_item(project.plane_project_id, item.id)
 
 
-def route(services: Services, item: Item, state: str, runner: SandboxPlaneRunner) -> str:
+def route(services: Services, item: Item, state: str, runner: SandboxPlaneRunner) -> Result:
     move(runner, item, state)
     decision = services.events.route(
         current(services, item), services.registry.projects["demo"], source="test"
@@ -60,7 +61,9 @@ def test_start_creates_task_status_and_first_job(
     services: Services, sandbox_plane: SandboxPlaneRunner
 ) -> None:
     item = first_item(sandbox_plane)
-    assert route(services, item, "To Analyse", sandbox_plane) == "started"
+    assert route(services, item, "To Analyse", sandbox_plane) == Result(
+        Handled.STARTED, stage=Stage.ANALYSIS
+    )
     task = services.store.get_task_by_issue(item.id)
     assert task is not None and task.stage is Stage.ANALYSIS
     assert task.work_item_id == f"DEMO-{item.sequence_id}"
@@ -77,9 +80,8 @@ def test_second_start_is_ignored_with_reason(
 ) -> None:
     item = first_item(sandbox_plane)
     route(services, item, "To Analyse", sandbox_plane)
-    assert route(services, item, "In Progress", sandbox_plane).startswith(
-        "ignored: task already running"
-    )
+    second = route(services, item, "In Progress", sandbox_plane)
+    assert second.kind is Handled.IGNORED and second.detail.startswith("task already running")
     assert jobs_queued(services) == 1
     task = services.store.get_task_by_issue(item.id)
     assert task is not None
@@ -96,7 +98,8 @@ def test_start_resumes_a_blocked_task_at_the_failed_stage(
     assert task is not None and task.active_job_id
     store.finish_job(task.active_job_id, "failure")
     store.move_task(task.id, Stage.BLOCKED, "agent failed", failed_stage=Stage.DEVELOPMENT)
-    assert route(services, item, "To Analyse", sandbox_plane) == "resumed at development"
+    resumed = route(services, item, "To Analyse", sandbox_plane)
+    assert (resumed.kind, resumed.stage) == (Handled.RESUMED, Stage.DEVELOPMENT)
     resumed = store.get_task(task.id)
     assert resumed is not None and resumed.stage is Stage.DEVELOPMENT
     assert jobs_queued(services) == 2
@@ -119,23 +122,27 @@ def test_verdict_for_task_not_in_review_is_ignored(
     item = first_item(sandbox_plane)
     route(services, item, "To Analyse", sandbox_plane)
     decision = route(services, item, "Approved", sandbox_plane)
-    assert decision == "ignored: verdict approved for task not in review (stage analysis)"
+    assert decision == Result(
+        Handled.IGNORED, "verdict approved for task not in review (stage analysis)"
+    )
     task = services.store.get_task_by_issue(item.id)
     assert task is not None and task.stage is Stage.ANALYSIS
-    assert decision in services.store.timeline(task.id)[-1]["message"]
+    assert str(decision) in services.store.timeline(task.id)[-1]["message"]
 
 
 def test_approved_verdict_moves_review_to_merge(
     services: Services, sandbox_plane: SandboxPlaneRunner
 ) -> None:
     item, task_id = in_review(services, sandbox_plane)
-    assert route(services, item, "Approved", sandbox_plane) == "approved: moved to merge"
+    approved = route(services, item, "Approved", sandbox_plane)
+    assert (approved.kind, approved.stage) == (Handled.MOVED, Stage.MERGE)
     task = services.store.get_task(task_id)
     assert task is not None and task.stage is Stage.MERGE
     assert jobs_queued(services) == 2
     # a replay of the same verdict changes nothing
     again = route(services, item, "Approved", sandbox_plane)
-    assert again.startswith("ignored: verdict approved for task not in review")
+    assert again.kind is Handled.IGNORED
+    assert again.detail.startswith("verdict approved for task not in review")
 
 
 def test_rejected_verdict_goes_back_to_development_with_comments(
@@ -152,7 +159,8 @@ def test_rejected_verdict_goes_back_to_development_with_comments(
             {"comment_html": "<p>Please handle the empty list.</p>"},
             human,
         )
-    assert route(services, item, "Rejected", sandbox_plane) == "rejected: moved to development"
+    rejected = route(services, item, "Rejected", sandbox_plane)
+    assert (rejected.kind, rejected.stage) == (Handled.MOVED, Stage.DEVELOPMENT)
     task = services.store.get_task(task_id)
     assert task is not None and task.stage is Stage.DEVELOPMENT
     assert task.feedback == "Please handle the empty list."
@@ -164,7 +172,8 @@ def test_verdict_while_a_job_is_active_is_ignored(
 ) -> None:
     item, task_id = in_review(services, sandbox_plane)
     services.store.create_job(task_id, Stage.REVIEW)  # the reviewer agent is running
-    assert "while job" in route(services, item, "Approved", sandbox_plane)
+    early = route(services, item, "Approved", sandbox_plane)
+    assert early.kind is Handled.IGNORED and "while job" in early.detail
 
 
 def test_cancel_stops_the_task_and_its_job(
@@ -175,12 +184,14 @@ def test_cancel_stops_the_task_and_its_job(
     task = services.store.get_task_by_issue(item.id)
     assert task is not None and task.active_job_id
     job_id = task.active_job_id
-    assert route(services, item, "Cancelled", sandbox_plane) == "cancelled"
+    assert route(services, item, "Cancelled", sandbox_plane).kind is Handled.CANCELLED
     job = services.store.get_job(job_id)
     assert job is not None and job.state is JobState.CANCELLED
     task = services.store.get_task(task.id)
     assert task is not None and task.stage is Stage.CANCELLED
-    assert route(services, item, "To Analyse", sandbox_plane) == "ignored: task already cancelled"
+    assert route(services, item, "To Analyse", sandbox_plane) == Result(
+        Handled.IGNORED, "task already cancelled"
+    )
 
 
 def test_echo_of_own_write_changes_nothing(
@@ -198,7 +209,7 @@ def test_echo_of_own_write_changes_nothing(
             "event_id": "1-0",
         }
     )
-    assert decision == "ignored: echo of own status write"
+    assert decision == Result(Handled.IGNORED, "echo of own status write")
     task = services.store.get_task_by_issue(item.id)
     assert task is not None
     assert "echo of own status write" in services.store.timeline(task.id)[-1]["message"]
@@ -218,7 +229,7 @@ def test_stale_event_reads_the_current_state(
             "event_id": "1-0",
         }
     )
-    assert decision == "ignored: state 'Backlog' is not a trigger"
+    assert decision == Result(Handled.IGNORED, "state 'Backlog' is not a trigger")
     assert services.store.get_task_by_issue(item.id) is None
 
 
@@ -253,9 +264,9 @@ def test_replay_runs_stored_events_through_the_same_handlers(
         },
     )
     first = replay(services.store, services.registry, services.events, since="-")
-    assert [d for _, d in first] == ["started", "skipped: project 'gone' unknown"]
+    assert [str(d) for _, d in first] == ["started", "ignored: project 'gone' unknown"]
     again = replay(services.store, services.registry, services.events, event_id=first[0][0])
-    assert again[0][1].startswith("ignored:")  # idempotent by construction
+    assert again[0][1].kind is Handled.IGNORED  # idempotent by construction
     assert len(services.store.list_tasks()) == 1
 
 
@@ -272,7 +283,8 @@ def test_invalid_work_item_id_is_ignored_without_a_plane_call(
     decision = processor.process(
         {"project_id": project.plane_project_id, "issue_id": issue_id, "event_id": "1-0"}
     )
-    assert decision.startswith("ignored: work item id")  # returned, not raised: no retry
+    assert decision.kind is Handled.IGNORED  # returned, not raised: no retry
+    assert decision.detail.startswith("work item id")
     assert len(sandbox_plane.sandbox.request_log) == before
 
 
