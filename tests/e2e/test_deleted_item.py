@@ -10,11 +10,10 @@ import pytest
 import redis
 
 from app.domain.stages import Stage
-from app.sandbox.plane_runner import BOT_KEY, HUMAN_KEY, SandboxPlaneRunner
+from app.sandbox.plane_runner import HUMAN_KEY, SandboxPlaneRunner
 from app.store import Store
 from tests.conftest import RedisServer, free_port
-from tests.e2e.conftest import wait_for
-from tests.e2e.test_plane_outage import Processes, _up
+from tests.e2e.conftest import Processes, cli_env, wait_for, web_up
 from tests.helpers import (
     SECRET,
     demo_project,
@@ -35,23 +34,17 @@ def test_item_deleted_during_analysis_cancels_its_task_and_kills_its_agent(
 ) -> None:
     entry = pipeline_project(make_remote(tmp_path), sandbox_plane.base_url + "/_sandbox/info")
     web_port = free_port()
-    env = {
-        **os.environ,
-        "ORCH_REDIS_URL": redis_server.url,
-        "ORCH_PLANE_BASE_URL": sandbox_plane.base_url,
-        "ORCH_PLANE_API_TOKEN": BOT_KEY,
-        "ORCH_PLANE_WEBHOOK_SECRET": SECRET,
-        "ORCH_PROJECTS_FILE": str(write_registry(tmp_path / "projects.toml", {"demo": entry})),
-        "ORCH_REPOS_DIR": str(tmp_path / "repos"),
-        "ORCH_SPOOL_DIR": str(tmp_path / "spool"),
-        "ORCH_PLANE_RATE_PER_MIN": "100000",
-        "ORCH_WORKER_PROMETHEUS": "false",
-        # shorter than the defaults (600 s / 60 s / 60 s) so the test takes seconds
-        "ORCH_RECONCILE_INTERVAL_S": "2",
-        "ORCH_SCHEDULER_TICK_S": "1",
-        "ORCH_ITEM_CHECK_AFTER_S": "0",
-        "ORCH_DELETED_CONFIRM_S": "3",
-    }
+    # shorter than the defaults (600 s / 60 s / 60 s) so the test takes seconds
+    env = cli_env(
+        tmp_path,
+        redis_server.url,
+        sandbox_plane.base_url,
+        write_registry(tmp_path / "projects.toml", {"demo": entry}),
+        ORCH_RECONCILE_INTERVAL_S="2",
+        ORCH_SCHEDULER_TICK_S="1",
+        ORCH_ITEM_CHECK_AFTER_S="0",
+        ORCH_DELETED_CONFIRM_S="3",
+    )
     procs = Processes(env, tmp_path)
     sandbox_plane.sandbox.sender.configure(f"http://127.0.0.1:{web_port}/webhooks/plane", SECRET)
     store = Store(real_redis)
@@ -62,7 +55,7 @@ def test_item_deleted_during_analysis_cancels_its_task_and_kills_its_agent(
         procs.start("web", "web", "--port", str(web_port))
         procs.start("worker", "worker", "--threads", "4")
         procs.start("scheduler", "scheduler")
-        wait_for(lambda: _up(web_port), 30, "web up")
+        wait_for(lambda: web_up(web_port), 30, "web up")
         sandbox_plane.sandbox.world.move(project.id, item.id, "To Analyse", HUMAN_KEY)
 
         def agent_running() -> int | None:

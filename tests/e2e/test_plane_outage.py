@@ -9,9 +9,6 @@ backwards.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,10 +18,10 @@ from typing import Any
 import pytest
 import redis
 
-from app.sandbox.plane_runner import BOT_KEY, HUMAN_KEY, SandboxPlaneRunner, make_sandbox, seed_demo
+from app.sandbox.plane_runner import HUMAN_KEY, SandboxPlaneRunner, make_sandbox, seed_demo
 from app.store import Store
-from tests.conftest import REPO_ROOT, RedisServer, free_port
-from tests.e2e.conftest import wait_for
+from tests.conftest import RedisServer, free_port
+from tests.e2e.conftest import Processes, cli_env, wait_for, web_up
 from tests.e2e.test_stage_engine import FULL_JOURNEY
 from tests.helpers import SECRET, make_remote, pipeline_project, write_registry
 from tests.proxy import Proxy
@@ -42,34 +39,6 @@ def plane() -> Iterator[SandboxPlaneRunner]:
     runner = SandboxPlaneRunner(sandbox).start()
     yield runner
     runner.stop()
-
-
-class Processes:
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env, self.logs = env, logs
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, name: str, *args: str) -> None:
-        log = (self.logs / f"{name}.log").open("wb")
-        self.procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "app.cli", *args],
-                cwd=REPO_ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 @pytest.mark.parametrize("outage", ["refuse", "hang"])
@@ -90,21 +59,15 @@ def test_plane_outage_loses_no_comment_and_no_status(
         registry[f"p{n}"] = entry
     proxy = Proxy(plane.port, free_port()).start()
     web_port = free_port()
-    env = {
-        **os.environ,
-        "ORCH_REDIS_URL": redis_server.url,
-        "ORCH_PLANE_BASE_URL": proxy.url,
-        "ORCH_PLANE_API_TOKEN": BOT_KEY,
-        "ORCH_PLANE_WEBHOOK_SECRET": SECRET,
-        "ORCH_PROJECTS_FILE": str(write_registry(tmp_path / "projects.toml", registry)),
-        "ORCH_REPOS_DIR": str(tmp_path / "repos"),
-        "ORCH_SPOOL_DIR": str(tmp_path / "spool"),
-        "ORCH_PLANE_RATE_PER_MIN": "100000",
-        "ORCH_PLANE_TIMEOUT_S": "2",
-        "ORCH_WORKER_PROMETHEUS": "false",
-        "ORCH_RECONCILE_INTERVAL_S": "10",
-        "ORCH_SCHEDULER_TICK_S": "2",
-    }
+    env = cli_env(
+        tmp_path,
+        redis_server.url,
+        proxy.url,
+        write_registry(tmp_path / "projects.toml", registry),
+        ORCH_PLANE_TIMEOUT_S="2",
+        ORCH_RECONCILE_INTERVAL_S="10",
+        ORCH_SCHEDULER_TICK_S="2",
+    )
     procs = Processes(env, tmp_path)
     plane.sandbox.sender.configure(f"http://127.0.0.1:{web_port}/webhooks/plane", SECRET)
     store = Store(real_redis)
@@ -112,7 +75,7 @@ def test_plane_outage_loses_no_comment_and_no_status(
         procs.start("web", "web", "--port", str(web_port))
         procs.start("worker", "worker", "--threads", "6")
         procs.start("scheduler", "scheduler")
-        wait_for(lambda: _up(web_port), 30, "web up")
+        wait_for(lambda: web_up(web_port), 30, "web up")
         items = [next(iter(p.items.values())) for p in projects]
         for n, (project, item) in enumerate(zip(projects, items, strict=True)):
             # developers that finish 5, 13 and 21 s into the outage: milestones in flight
@@ -151,15 +114,6 @@ def test_plane_outage_loses_no_comment_and_no_status(
         if any("Plane did not take the writes" in e["message"] for e in store.timeline(t.id))
     ]
     assert hit, "the outage should have caught writes in flight"
-
-
-def _up(port: int) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _approve_and_finish(

@@ -3,39 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import fakeredis
 import pytest
 
 from app.domain.models import JobState, utcnow
 from app.domain.stages import Stage
-from app.queue import make_redis_broker
 from app.sandbox.plane_runner import SandboxPlaneRunner
 from app.services import Services
-from tests.helpers import demo_project, first_item, flush_outbox, move, registry, settings
+from tests.helpers import demo_project, first_item, flush_outbox, move
+from tests.integration.conftest import MakeServices
 
 
 @pytest.fixture
-def services(
-    tmp_path: Path,
-    sandbox_plane: SandboxPlaneRunner,
-    fake_redis: Any,
-    fake_server: fakeredis.FakeServer,
-) -> Iterator[Services]:
-    broker = make_redis_broker(client=fakeredis.FakeRedis(server=fake_server))
-    svc = Services(
-        settings(tmp_path, plane_url=sandbox_plane.base_url, plane_retries=0),
-        redis=fake_redis,
-        registry_override=registry(),
-        broker=broker,
-    )
-    yield svc
-    svc.close()
-    broker.close()
+def services(make_services: MakeServices) -> Services:
+    return make_services(plane_retries=0)
 
 
 class Clock:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import fakeredis
 import pytest
 
 from app.domain.stages import Stage
@@ -14,30 +11,16 @@ from app.outbox import Flushed, OutboxFlusher
 from app.plane.client import PlaneClient
 from app.plane.ratelimit import Priority, RateBudget
 from app.plane.status import StateResolver
-from app.queue import make_redis_broker
 from app.sandbox.plane_runner import BOT_KEY, SandboxPlaneRunner
 from app.services import Services
 from tests.conftest import free_port
-from tests.helpers import demo_project, first_item, flush_outbox, move, registry, settings
+from tests.helpers import demo_project, first_item, flush_outbox, move
+from tests.integration.conftest import MakeServices
 
 
 @pytest.fixture
-def services(
-    tmp_path: Path,
-    sandbox_plane: SandboxPlaneRunner,
-    fake_redis: Any,
-    fake_server: fakeredis.FakeServer,
-) -> Iterator[Services]:
-    broker = make_redis_broker(client=fakeredis.FakeRedis(server=fake_server))
-    svc = Services(
-        settings(tmp_path, plane_url=sandbox_plane.base_url, plane_rate_per_min=1000),
-        redis=fake_redis,
-        registry_override=registry(),
-        broker=broker,
-    )
-    yield svc
-    svc.close()
-    broker.close()
+def services(make_services: MakeServices) -> Services:
+    return make_services(plane_rate_per_min=1000)
 
 
 def started_task(services: Services, runner: SandboxPlaneRunner) -> Any:

@@ -2,41 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
-import fakeredis
 import pytest
 
 from app.domain.models import JobState
 from app.domain.results import Handled, Result
 from app.domain.stages import Stage
 from app.plane.models import WorkItem
-from app.queue import make_redis_broker
 from app.sandbox.plane_runner import SandboxPlaneRunner
 from app.sandbox.plane_world import Item
 from app.services import Services
-from tests.helpers import demo_project, first_item, flush_outbox, move, registry, settings
-
-
-@pytest.fixture
-def services(
-    tmp_path: Path,
-    sandbox_plane: SandboxPlaneRunner,
-    fake_redis: Any,
-    fake_server: fakeredis.FakeServer,
-) -> Iterator[Services]:
-    broker = make_redis_broker(client=fakeredis.FakeRedis(server=fake_server))
-    svc = Services(
-        settings(tmp_path, plane_url=sandbox_plane.base_url),
-        redis=fake_redis,
-        registry_override=registry(),
-        broker=broker,
-    )
-    yield svc
-    svc.close()
-    broker.close()
+from tests.helpers import demo_project, first_item, flush_outbox, move
 
 
 def jobs_queued(services: Services) -> int:

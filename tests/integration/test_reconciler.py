@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,17 +17,13 @@ from app.queue import Dispatcher, make_redis_broker
 from app.sandbox.plane_runner import SandboxPlaneRunner
 from app.sandbox.plane_world import CLASSIC_STATES, Item
 from app.services import Services
-from tests.helpers import demo_project, first_item, flush_outbox, move, registry, settings
+from tests.helpers import demo_project, first_item, flush_outbox, move, registry
+from tests.integration.conftest import MakeServices
 
 
 @pytest.fixture
-def services(
-    tmp_path: Path,
-    sandbox_plane: SandboxPlaneRunner,
-    fake_redis: Any,
-    fake_server: fakeredis.FakeServer,
-) -> Iterator[Services]:
-    broker = make_redis_broker(client=fakeredis.FakeRedis(server=fake_server))
+def services(make_services: MakeServices, sandbox_plane: SandboxPlaneRunner) -> Services:
+    """The DEMO project plus OLD, a project with Plane's classic states (aliases)."""
     world = sandbox_plane.sandbox.world
     human = world.user_for_key(sandbox_plane.sandbox.human_key or "")
     other = world.add_project(
@@ -38,18 +33,9 @@ def services(
         states=(*CLASSIC_STATES, ("Approved", "started", "#0f0"), ("Rejected", "started", "#f00")),
     )
     world.create_item(other, {"name": "old item"}, human)
-    reg = registry(
-        old={"plane_project_id": other.id, "repo": "old-repo", "work_item_prefix": "OLD"}
+    return make_services(
+        registry(old={"plane_project_id": other.id, "repo": "old-repo", "work_item_prefix": "OLD"})
     )
-    svc = Services(
-        settings(tmp_path, plane_url=sandbox_plane.base_url),
-        redis=fake_redis,
-        registry_override=reg,
-        broker=broker,
-    )
-    yield svc
-    svc.close()
-    broker.close()
 
 
 def moved(runner: SandboxPlaneRunner, item: Item, state: str, *, age_s: float = 130) -> None:
