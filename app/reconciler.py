@@ -24,7 +24,7 @@ from app.domain.stages import FINISHED_STAGES, Stage
 from app.events import EventProcessor
 from app.missing_items import MissingItems
 from app.pipeline import JobSender, PlaneWrites
-from app.plane.client import PlaneClient
+from app.plane.client import MAX_PER_PAGE, PlaneClient
 from app.plane.models import WorkItem
 from app.plane.status import STAGE_STATUS_KEY, ProjectStates, StateResolver, Trigger
 from app.projects import Project, Registry
@@ -166,7 +166,7 @@ class Reconciler:
             items = list(
                 client.iter_work_items(
                     project.plane_project_id,
-                    per_page=100,
+                    per_page=MAX_PER_PAGE,  # Plane allows 1000: 10x fewer calls on a full scan
                     order_by="-updated_at",
                     updated_after=bound,
                 )
