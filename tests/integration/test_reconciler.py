@@ -155,11 +155,11 @@ def test_pagination_finds_a_trigger_on_the_last_page(
             project, {"name": "deep", "state": project.state_by_name("To Analyse").id}, human
         )
         world.backdate(project.id, target.id, 3000)  # oldest update: last page
-        for n in range(250):
+        for n in range(2050):
             world.create_item(project, {"name": f"filler {n}"}, human)
     report = report_for(services)
-    assert report.full_scan and report.scanned == 254 and report.replayed == 1
-    assert report.api_calls == 1 + 3  # states + three pages of 100
+    assert report.full_scan and report.scanned == 2054 and report.replayed == 1
+    assert report.api_calls == 1 + 3  # states + three pages of 1000
 
 
 def test_incremental_pass_of_an_idle_project_costs_one_call(
