@@ -59,12 +59,25 @@ class EventProcessor:
         self.store.clear_fold(issue_id, event_id)
         own = self.pipeline.own_user_id
         if own and payload.get("actor_id") == own:
-            task = self.store.get_task_by_issue(issue_id)
-            if task is not None:
-                self.store.record(
-                    task.id, TimelineKind.IGNORED, f"ignored: echo of own status write [{source}]"
-                )
-            return ignored("echo of own status write")
+            return self._echo(issue_id, source)
+        # Until this human move is handled, the outbox does not write over it.
+        self.store.human_event_started(issue_id, event_id)
+        try:
+            return self._read_and_route(project, issue_id, event_id, source)
+        finally:
+            self.store.human_event_done(issue_id, event_id)
+
+    def _echo(self, issue_id: str, source: str) -> Result:
+        task = self.store.get_task_by_issue(issue_id)
+        if task is not None:
+            self.store.record(
+                task.id, TimelineKind.IGNORED, f"ignored: echo of own status write [{source}]"
+            )
+        return ignored("echo of own status write")
+
+    def _read_and_route(
+        self, project: Project, issue_id: str, event_id: str, source: str
+    ) -> Result:
         try:
             item = self.plane.get_work_item(project.plane_project_id, issue_id)
         except PlaneError as exc:

@@ -93,6 +93,11 @@ class Keys:
     def reconcile_lock(self, project: str) -> str:
         return f"{self.prefix}lock:reconcile:{project}"
 
+    def human_event(self, plane_issue_id: str) -> str:
+        """String, TTL: a human's event for this work item is being processed (the
+        outbox holds its status writes meanwhile, so they cannot hide the human's move)."""
+        return f"{self.prefix}human-event:{plane_issue_id}"
+
     # -- the Plane outbox -------------------------------------------------------
     @property
     def outbox_due(self) -> str:

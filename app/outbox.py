@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 Notify = Callable[[str, int | None], object]  # (task id, delay in ms)
 MAX_BACKOFF_S = 60.0
+HUMAN_MOVE_WAIT_S = 1.0
 
 
 class Flushed(StrEnum):
@@ -47,6 +48,7 @@ class Flushed(StrEnum):
     RETRY = "retry"  # Plane did not take everything; tried again later
     BUSY = "busy"  # another flusher holds the task; it is asked again shortly
     GONE = "gone"  # no such task
+    DEFERRED = "deferred"  # a human's move is being handled first
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,12 @@ class OutboxFlusher:
             )
             self.outbox.settle(task_id, started)
             return FlushReport(Flushed.DONE)
+        if moved and self.store.human_move_pending(task.plane_issue_id):
+            # A human's move of this item waits to be handled: writing our status now
+            # could hide it (their verdict would read as our "Code Review"). Soon again.
+            self.outbox.schedule(task.id, self.clock() + HUMAN_MOVE_WAIT_S)
+            self.notify(task.id, int(HUMAN_MOVE_WAIT_S * 1000))
+            return FlushReport(Flushed.DEFERRED)
         try:
             written = self._status(task, project, moved)
             posted = self._comments(task, project)

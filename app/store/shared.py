@@ -40,6 +40,20 @@ class SharedMixin(StoreBase):
         """
         return bool(self.r.eval(_CLEAR_FOLD, 1, self.keys.fold(plane_issue_id), event_id + "|"))
 
+    def human_event_started(self, plane_issue_id: str, event_id: str, ttl_s: int = 120) -> None:
+        self.r.set(self.keys.human_event(plane_issue_id), event_id, ex=ttl_s)
+
+    def human_event_done(self, plane_issue_id: str, event_id: str) -> None:
+        self.r.eval(_CLEAR_FOLD, 1, self.keys.human_event(plane_issue_id), event_id)
+
+    def human_move_pending(self, plane_issue_id: str) -> bool:
+        """A human's move of the work item is queued or being processed right now."""
+        with self.r.pipeline() as pipe:
+            pipe.get(self.keys.fold(plane_issue_id))
+            pipe.exists(self.keys.human_event(plane_issue_id))
+            queued, running = pipe.execute()
+        return bool(running) or (bool(queued) and str(queued).endswith("|0"))
+
     # -- counters ---------------------------------------------------------------
     def incr_counter(self, name: str, amount: int = 1) -> None:
         self.r.hincrby(self.keys.counters, name, amount)

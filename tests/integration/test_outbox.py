@@ -177,3 +177,44 @@ def test_busy_flusher_asks_again_instead_of_dropping(
     finally:
         lock.release()
     assert asked == [(task.id, 1000)]
+
+
+def test_status_writes_wait_while_a_humans_move_is_pending(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    task = started_task(services, sandbox_plane)
+    services.store.move_task(task.id, Stage.DEVELOPMENT, "test")
+    store = services.store
+    store.r.set(store.keys.fold(task.plane_issue_id), "7-0|0")  # a human's move, queued
+    before = list(history(sandbox_plane, task))
+    assert services.flusher.flush(task.id).result is Flushed.DEFERRED
+    assert history(sandbox_plane, task) == before  # nothing written over the human's move
+    store.r.set(store.keys.fold(task.plane_issue_id), "8-0|1")  # only our own echo queued
+    assert services.flusher.flush(task.id).result is Flushed.DONE
+    assert history(sandbox_plane, task)[-1] == "In Progress"
+
+
+def test_a_humans_event_holds_the_outbox_while_it_is_handled(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    task = started_task(services, sandbox_plane)
+    store = services.store
+    seen: list[bool] = []
+    real_route = services.events.route
+
+    def route(*args: object, **kwargs: object) -> object:
+        seen.append(store.human_move_pending(task.plane_issue_id))
+        return real_route(*args, **kwargs)  # type: ignore[arg-type]
+
+    services.events.route = route  # type: ignore[method-assign]
+    project = services.registry.projects["demo"]
+    services.events.process(
+        {
+            "project_id": project.plane_project_id,
+            "issue_id": task.plane_issue_id,
+            "actor_id": "human",
+            "event_id": "9-0",
+        }
+    )
+    assert seen == [True]  # held while the human's move was read and routed
+    assert not store.human_move_pending(task.plane_issue_id)  # released after
