@@ -217,7 +217,7 @@ async def admin(request: web.Request) -> web.Response:
     try:
         with sandbox.lock:
             if request.method == "GET" and action == "info":
-                return _json(info(sandbox))
+                return _json(sandbox.info())
             if request.method == "GET" and action == "deliveries":
                 return _json([d.summary() for d in sandbox.sender.sent])
             if request.method == "GET" and action == "history":
@@ -260,24 +260,6 @@ async def admin(request: web.Request) -> web.Response:
             return _json(exc.body, exc.status)
         return _json({"error": f"missing or unknown {exc}"}, 400)
     return _json({"error": f"unknown admin action {action!r}"}, 404)
-
-
-def info(sandbox: SandboxPlane) -> dict[str, Any]:
-    world = sandbox.world
-    return {
-        "workspace": world.slug,
-        "projects": [
-            {
-                "id": p.id,
-                "identifier": p.identifier,
-                "name": p.name,
-                "states": {s.name: s.id for s in p.states.values()},
-                "items": len(p.items),
-            }
-            for p in world.projects.values()
-        ],
-        "webhook_url": sandbox.sender.url,
-    }
 
 
 def make_app(sandbox: SandboxPlane) -> web.Application:

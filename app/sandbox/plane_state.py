@@ -87,6 +87,24 @@ class SandboxPlane:
             "X-RateLimit-Reset": str(reset),
         }
 
+    def info(self) -> dict[str, Any]:
+        """What `/_sandbox/info` shows: the workspace, its projects and states."""
+        world = self.world
+        return {
+            "workspace": world.slug,
+            "projects": [
+                {
+                    "id": p.id,
+                    "identifier": p.identifier,
+                    "name": p.name,
+                    "states": {s.name: s.id for s in p.states.values()},
+                    "items": len(p.items),
+                }
+                for p in world.projects.values()
+            ],
+            "webhook_url": self.sender.url,
+        }
+
 
 SANDBOX = web.AppKey("sandbox", SandboxPlane)
 
