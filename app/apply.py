@@ -20,9 +20,8 @@ from redis.exceptions import WatchError
 from app.domain.decisions import Decision
 from app.domain.errors import StoreError
 from app.domain.models import Job, JobState, Task, utcnow
-from app.domain.results import TimelineKind
 from app.domain.stages import Stage
-from app.outbox_store import PendingComment
+from app.outbox_store import OutboxStore, PendingComment
 from app.store import Store
 
 
@@ -51,8 +50,8 @@ def apply_decision(
     ended: EndedJob | None = None,
     time_limit_s: float = 1800.0,
 ) -> Applied:
-    keys = store.keys
-    task_key = keys.task(task_id)
+    outbox = OutboxStore(store.r, store.keys)
+    task_key = store.keys.task(task_id)
     while True:
         with store.r.pipeline(transaction=True) as pipe:
             try:
@@ -62,27 +61,18 @@ def apply_decision(
                     raise StoreError(f"task {task_id} does not exist")
                 task = Task.from_hash(data)
                 new_job = _new_job(store, task, decision, time_limit_s)
-                comments = [_comment(store, task_id, html) for html in decision.effects.comments]
+                comments = [outbox.new_comment(task_id, html) for html in decision.effects.comments]
                 pipe.multi()
-                now = utcnow()
                 if ended is not None:
-                    _finish(pipe, store, ended, now)
+                    store.queue_finish(pipe, ended.id, ended.outcome, ended.state, ended.error)
                 other = task.active_job_id
                 if decision.effects.cancel_active_job and other and other != (ended and ended.id):
-                    _finish(pipe, store, EndedJob(other, "cancelled", JobState.CANCELLED), now)
-                moved = _move(pipe, store, task, decision, new_job, now)
+                    store.queue_finish(pipe, other, "cancelled", JobState.CANCELLED, None)
+                moved = _moved(task, decision, new_job)
+                store.queue_move(pipe, task, moved, decision.reason)
                 if new_job is not None:
-                    pipe.hset(keys.job(new_job.id), mapping=new_job.to_hash())
-                    pipe.sadd(keys.jobs_active, new_job.id)
-                _outbox(pipe, store, task_id, decision, comments)
-                if new_job is not None:
-                    store._xadd_timeline(
-                        pipe,
-                        task_id,
-                        TimelineKind.JOB,
-                        f"job {new_job.id} queued for {new_job.stage.value}",
-                        {"job_id": new_job.id},
-                    )
+                    store.queue_new_job(pipe, new_job)
+                _outbox(pipe, store, outbox, task_id, decision, comments)
                 pipe.execute()
             except WatchError:
                 continue
@@ -95,39 +85,16 @@ def _new_job(store: Store, task: Task, decision: Decision, time_limit_s: float) 
     if not decision.effects.queue_job:
         return None
     return Job(
-        id=str(store.r.incr(store.keys.job_seq)),
-        task_id=task.id,
-        stage=decision.stage,
-        time_limit_s=time_limit_s,
+        id=store.next_job_id(), task_id=task.id, stage=decision.stage, time_limit_s=time_limit_s
     )
 
 
-def _comment(store: Store, task_id: str, html: str) -> PendingComment:
-    seq = int(store.r.incr(store.keys.outbox_seq(task_id)))
-    return PendingComment(f"planeflow-{task_id}-{seq}", html, utcnow().isoformat())
-
-
-def _finish(pipe: Any, store: Store, ended: EndedJob, now: Any) -> None:
-    pipe.hset(
-        store.keys.job(ended.id),
-        mapping={
-            "state": ended.state.value,
-            "outcome": ended.outcome,
-            "error": ended.error or "",
-            "finished_at": now.isoformat(),
-        },
-    )
-    pipe.srem(store.keys.jobs_active, ended.id)
-
-
-def _move(
-    pipe: Any, store: Store, task: Task, decision: Decision, new_job: Job | None, now: Any
-) -> Task:
-    keys = store.keys
+def _moved(task: Task, decision: Decision, new_job: Job | None) -> Task:
+    now = utcnow()
     fields = dict(decision.fields)
     if decision.stage is Stage.REVIEW:
         fields.setdefault("review_started_at", now)
-    moved = task.model_copy(
+    return task.model_copy(
         update={
             **fields,
             "stage": decision.stage,
@@ -135,23 +102,15 @@ def _move(
             "active_job_id": new_job.id if new_job is not None else None,
         }
     )
-    pipe.hset(keys.task(task.id), mapping=moved.to_hash())
-    pipe.srem(keys.tasks_in_stage(task.stage.value), task.id)
-    pipe.sadd(keys.tasks_in_stage(decision.stage.value), task.id)
-    pipe.rpush(keys.outbox_statuses(task.id), decision.stage.value)
-    pipe.ltrim(keys.outbox_statuses(task.id), -50, -1)
-    store._xadd_timeline(
-        pipe,
-        task.id,
-        TimelineKind.TRANSITION,
-        f"{task.stage.value} -> {decision.stage.value}: {decision.reason}",
-        {"from": task.stage.value, "to": decision.stage.value},
-    )
-    return moved
 
 
 def _outbox(
-    pipe: Any, store: Store, task_id: str, decision: Decision, comments: list[PendingComment]
+    pipe: Any,
+    store: Store,
+    outbox: OutboxStore,
+    task_id: str,
+    decision: Decision,
+    comments: list[PendingComment],
 ) -> None:
     keys = store.keys
     effects = decision.effects
@@ -160,6 +119,6 @@ def _outbox(
         pipe.zrem(keys.outbox_due, task_id)
         return
     for comment in comments:
-        pipe.rpush(keys.outbox_comments(task_id), comment.to_json())
-    if comments or effects.show_status:
-        pipe.zadd(keys.outbox_due, {task_id: utcnow().timestamp()})
+        outbox.queue_comment(pipe, task_id, comment)
+    if effects.show_status:
+        outbox.schedule(task_id, pipe=pipe)

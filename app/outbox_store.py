@@ -57,13 +57,18 @@ class OutboxStore:
         self.keys = keys
 
     # -- adding (inside the decision's transaction when `pipe` is given) ---------------
-    def add_comment(self, task_id: str, html: str, *, pipe: Any = None) -> None:
-        """Queue a comment. Its id is taken from the task's counter when it is added."""
+    def new_comment(self, task_id: str, html: str) -> PendingComment:
+        """A comment with the next id of the task's counter (not queued yet)."""
         seq = int(self.r.incr(self.keys.outbox_seq(task_id)))
-        comment = PendingComment(f"planeflow-{task_id}-{seq}", html, utcnow().isoformat())
-        target = pipe if pipe is not None else self.r
+        return PendingComment(f"planeflow-{task_id}-{seq}", html, utcnow().isoformat())
+
+    def queue_comment(self, target: Any, task_id: str, comment: PendingComment) -> None:
+        """Queue `comment` (into a pipeline, or at once with the client) and schedule."""
         target.rpush(self.keys.outbox_comments(task_id), comment.to_json())
         target.zadd(self.keys.outbox_due, {task_id: time.time()})
+
+    def add_comment(self, task_id: str, html: str) -> None:
+        self.queue_comment(self.r, task_id, self.new_comment(task_id, html))
 
     def schedule(self, task_id: str, at: float | None = None, *, pipe: Any = None) -> None:
         """Have the task's writes tried at `at` (now by default)."""

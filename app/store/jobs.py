@@ -32,27 +32,49 @@ class JobsMixin(StoreBase):
                             pipe.reset()
                             return None
                     job = Job(
-                        id=str(self.r.incr(self.keys.job_seq)),
+                        id=self.next_job_id(),
                         task_id=task_id,
                         stage=stage,
                         attempt=attempt,
                         time_limit_s=time_limit_s,
                     )
                     pipe.multi()
-                    pipe.hset(self.keys.job(job.id), mapping=job.to_hash())
-                    pipe.sadd(self.keys.jobs_active, job.id)
+                    self.queue_new_job(pipe, job)
                     pipe.hset(task_key, "active_job_id", job.id)
-                    self._xadd_timeline(
-                        pipe,
-                        task_id,
-                        TimelineKind.JOB,
-                        f"job {job.id} queued for {stage.value}",
-                        {"job_id": job.id},
-                    )
                     pipe.execute()
                     return job
                 except WatchError:
                     continue
+
+    def next_job_id(self) -> str:
+        return str(self.r.incr(self.keys.job_seq))
+
+    def queue_new_job(self, pipe: Any, job: Job) -> None:
+        """The writes of a new job, into `pipe`: its record, the active index, the timeline."""
+        pipe.hset(self.keys.job(job.id), mapping=job.to_hash())
+        pipe.sadd(self.keys.jobs_active, job.id)
+        self._xadd_timeline(
+            pipe,
+            job.task_id,
+            TimelineKind.JOB,
+            f"job {job.id} queued for {job.stage.value}",
+            {"job_id": job.id},
+        )
+
+    def queue_finish(
+        self, pipe: Any, job_id: str, outcome: str, state: JobState, error: str | None
+    ) -> None:
+        """The writes of a job's end, into `pipe`: its outcome, out of the active index."""
+        pipe.hset(
+            self.keys.job(job_id),
+            mapping={
+                "state": state.value,
+                "outcome": outcome,
+                "error": error or "",
+                "finished_at": utcnow().isoformat(),
+            },
+        )
+        pipe.srem(self.keys.jobs_active, job_id)
 
     def get_job(self, job_id: str) -> Job | None:
         data = self.r.hgetall(self.keys.job(job_id))
@@ -65,11 +87,13 @@ class JobsMixin(StoreBase):
         return job if job is not None and job.is_active else None
 
     def update_job(self, job_id: str, **fields: Any) -> Job:
+        """Set fields of a job; only these are written (a heartbeat never undoes an end)."""
         job = self.get_job(job_id)
         if job is None:
             raise StoreError(f"job {job_id} does not exist")
         updated = job.model_copy(update=fields)
-        self.r.hset(self.keys.job(job_id), mapping=updated.to_hash())
+        flat = updated.to_hash()
+        self.r.hset(self.keys.job(job_id), mapping={k: flat[k] for k in fields})
         return updated
 
     def finish_job(
@@ -81,14 +105,17 @@ class JobsMixin(StoreBase):
         error: str | None = None,
     ) -> Job:
         """Record a job's outcome once and free its task's active-job slot."""
-        job = self.update_job(
-            job_id, state=state, outcome=outcome, error=error, finished_at=utcnow()
+        job = self.get_job(job_id)
+        if job is None:
+            raise StoreError(f"job {job_id} does not exist")
+        with self.r.pipeline(transaction=True) as pipe:
+            self.queue_finish(pipe, job_id, outcome, state, error)
+            # Compare-and-clear so a newer job's slot is never freed by an old one.
+            pipe.eval(_CLEAR_IF_EQUAL, 1, self.keys.task(job.task_id), "active_job_id", job_id)
+            pipe.execute()
+        return job.model_copy(
+            update={"state": state, "outcome": outcome, "error": error, "finished_at": utcnow()}
         )
-        task_key = self.keys.task(job.task_id)
-        # Compare-and-clear so a newer job's slot is never freed by an old one.
-        self.r.eval(_CLEAR_IF_EQUAL, 1, task_key, "active_job_id", job_id)
-        self.r.srem(self.keys.jobs_active, job_id)
-        return job
 
     def active_jobs(self) -> list[Job]:
         """Jobs queued or running, from the `pf:jobs:active` index."""

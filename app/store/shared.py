@@ -38,13 +38,13 @@ class SharedMixin(StoreBase):
         Compare-and-delete: a marker that names a newer event (a human's delivery queued
         behind one of our echoes) stays. True when the marker was ours and is gone.
         """
-        return bool(self.r.eval(_CLEAR_FOLD, 1, self.keys.fold(plane_issue_id), event_id + "|"))
+        return bool(self.r.eval(_DEL_IF_PREFIX, 1, self.keys.fold(plane_issue_id), event_id + "|"))
 
     def human_event_started(self, plane_issue_id: str, event_id: str, ttl_s: int = 120) -> None:
         self.r.set(self.keys.human_event(plane_issue_id), event_id, ex=ttl_s)
 
     def human_event_done(self, plane_issue_id: str, event_id: str) -> None:
-        self.r.eval(_CLEAR_FOLD, 1, self.keys.human_event(plane_issue_id), event_id)
+        self.r.eval(_DEL_IF_PREFIX, 1, self.keys.human_event(plane_issue_id), event_id)
 
     def human_move_pending(self, plane_issue_id: str) -> bool:
         """A human's move of the work item is queued or being processed right now."""
@@ -62,7 +62,7 @@ class SharedMixin(StoreBase):
         return {k: int(v) for k, v in self.r.hgetall(self.keys.counters).items()}
 
 
-_CLEAR_FOLD = """
+_DEL_IF_PREFIX = """
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, string.len(ARGV[1])) == ARGV[1] then
   return redis.call('DEL', KEYS[1])

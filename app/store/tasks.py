@@ -128,27 +128,28 @@ class TasksMixin(StoreBase):
                         update={**fields, "stage": stage, "updated_at": utcnow()}
                     )
                     pipe.multi()
-                    pipe.hset(key, mapping=updated.to_hash())
-                    pipe.smove(
-                        self.keys.tasks_in_stage(task.stage.value),
-                        self.keys.tasks_in_stage(stage.value),
-                        task_id,
-                    )
-                    pipe.sadd(self.keys.tasks_in_stage(stage.value), task_id)
-                    # The Plane outbox shows every stage in order when the budget allows.
-                    pipe.rpush(self.keys.outbox_statuses(task_id), stage.value)
-                    pipe.ltrim(self.keys.outbox_statuses(task_id), -50, -1)
-                    self._xadd_timeline(
-                        pipe,
-                        task_id,
-                        TimelineKind.TRANSITION,
-                        f"{task.stage.value} -> {stage.value}: {reason}",
-                        {"from": task.stage.value, "to": stage.value},
-                    )
+                    self.queue_move(pipe, task, updated, reason)
                     pipe.execute()
                     return updated
                 except WatchError:
                     continue
+
+    def queue_move(self, pipe: Any, task: Task, moved: Task, reason: str) -> None:
+        """The writes of a move, into `pipe` (a MULTI the caller executes): the task's
+        hash, its stage sets, the outbox's stage list and the timeline entry."""
+        pipe.hset(self.keys.task(task.id), mapping=moved.to_hash())
+        pipe.srem(self.keys.tasks_in_stage(task.stage.value), task.id)
+        pipe.sadd(self.keys.tasks_in_stage(moved.stage.value), task.id)
+        # The Plane outbox shows every stage in order when the budget allows.
+        pipe.rpush(self.keys.outbox_statuses(task.id), moved.stage.value)
+        pipe.ltrim(self.keys.outbox_statuses(task.id), -50, -1)
+        self._xadd_timeline(
+            pipe,
+            task.id,
+            TimelineKind.TRANSITION,
+            f"{task.stage.value} -> {moved.stage.value}: {reason}",
+            {"from": task.stage.value, "to": moved.stage.value},
+        )
 
     def _require_task(self, task_id: str) -> Task:
         task = self.get_task(task_id)
