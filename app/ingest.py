@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import hiredis
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -154,13 +155,38 @@ class Ingest:
         ]
         for entry in entries:
             add_event(self.keys, entry, keys, args)
+        head: list[Any] = [self._sha, len(keys)]
         async with asyncio.timeout(self.timeout_s):
             try:
-                results = await self.r.evalsha(self._sha, len(keys), *keys, *args)
+                results = await self._call(("EVALSHA", *head, *keys, *args))
             except redis.exceptions.NoScriptError:  # first call on this server: EVAL caches it
-                results = await self.r.eval(RECORD_BATCH, len(keys), *keys, *args)
+                results = await self._call(("EVAL", RECORD_BATCH, len(keys), *keys, *args))
         replies = str(results).split(";")
         return [answer_of(entry, reply) for entry, reply in zip(entries, replies, strict=True)]
+
+    async def _call(self, command: tuple[Any, ...]) -> Any:
+        """One command on a pooled connection, packed by hiredis in one go (redis-py's
+        own packing costs more than the rest of the request path); a dropped connection
+        is retried once, and a connection left mid-reply (timeout, cancel) is closed."""
+        packed = hiredis.pack_command(command)
+        pool = self.r.connection_pool
+        for attempt in (1, 2):
+            conn = await pool.get_connection()
+            try:
+                await conn.send_packed_command(packed, check_health=False)
+                return await conn.read_response()
+            except redis.ResponseError:
+                raise  # an error reply: the connection is in step
+            except redis.ConnectionError:
+                await conn.disconnect()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                await conn.disconnect()
+                raise
+            finally:
+                await pool.release(conn)
+        raise AssertionError("unreachable")
 
     # -- the spool -----------------------------------------------------------------------
     async def drain(self) -> int:

@@ -9,9 +9,10 @@ project's last-webhook time. `add_event` builds one event's keys and arguments;
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from app.keys import Keys
 from app.queue import message_template, queue_keys
@@ -119,7 +120,7 @@ def add_event(keys_of: Keys, entry: Entry, keys: list[str], args: list[Any]) -> 
         str(entry["project"]) if last_webhook else "",
         str(entry["received_at"]),
     ]
-    args += [json.dumps(meta, separators=(",", ":")), template, str(entry.get("body") or "")]
+    args += [orjson.dumps(meta), template, str(entry.get("body") or "")]
 
 
 def answer_of(entry: Entry, reply: str) -> Answer:

@@ -6,11 +6,13 @@ message for an actor it has not declared, so only the worker needs the actor cod
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any
 
 import dramatiq
+import orjson
 from dramatiq.brokers.redis import RedisBroker
 
 EVENTS_QUEUE = "events"
@@ -95,10 +97,19 @@ def message_template(queue: str, actor: str, payload: dict[str, Any]) -> str:
     tests/integration/test_ingest_dramatiq.py.
     """
     rest = {k: v for k, v in payload.items() if k != "event_id"}
-    extra = "," + json.dumps(rest, separators=(",", ":"))[1:-1] if rest else ""
+    extra = "," + orjson.dumps(rest).decode()[1:-1] if rest else ""
+    return f"{_message_head(queue, actor)}{extra}{_MESSAGE_MIDDLE}{int(time.time() * 1000)}}}"
+
+
+@functools.lru_cache(maxsize=64)
+def _message_head(queue: str, actor: str) -> str:
     return (
         f'{{"queue_name":{json.dumps(queue)},"actor_name":{json.dumps(actor)},'
-        f'"args":[{{"event_id":"{EVENT_ID_MARK}"{extra}}}],"kwargs":{{}},'
-        f'"options":{{"redis_message_id":"{EVENT_ID_MARK}"}},"message_id":"{EVENT_ID_MARK}",'
-        f'"message_timestamp":{int(time.time() * 1000)}}}'
+        f'"args":[{{"event_id":"{EVENT_ID_MARK}"'
     )
+
+
+_MESSAGE_MIDDLE = (
+    f'}}],"kwargs":{{}},"options":{{"redis_message_id":"{EVENT_ID_MARK}"}},'
+    f'"message_id":"{EVENT_ID_MARK}","message_timestamp":'
+)

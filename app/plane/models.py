@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 STATE_GROUPS = ("backlog", "unstarted", "started", "completed", "cancelled")
 
@@ -90,42 +90,3 @@ class Page(_Wire):
     next_cursor: str | None = None
     next_page_results: bool = False
     total_count: int | None = None
-
-
-class Activity(_Wire):
-    field: str | None = None
-    new_value: Any = None
-    old_value: Any = None
-    actor: PlaneUser | None = None
-
-
-class WebhookBody(_Wire):
-    """One delivery: `{"event","action","webhook_id","workspace_id","data","activity"}`."""
-
-    event: str
-    action: str
-    webhook_id: str | None = None
-    workspace_id: str | None = None
-    data: dict[str, Any]
-    activity: Activity = Field(default_factory=Activity)
-
-    @property
-    def project_id(self) -> str | None:
-        project = self.data.get("project")
-        return project if isinstance(project, str) else None
-
-    @property
-    def issue_id(self) -> str | None:
-        """The work item this event is about (the comment's issue for comment events)."""
-        if self.event == "issue":
-            value = self.data.get("id")
-        elif self.event == "issue_comment":
-            value = self.data.get("issue")
-        else:
-            value = None
-        return value if isinstance(value, str) else None
-
-    @property
-    def is_state_change(self) -> bool:
-        # API writes say `state`; the Plane web app says `state_id`.
-        return self.event == "issue" and self.activity.field in ("state", "state_id")

@@ -7,6 +7,7 @@ that is missing, not ASCII or not 64 hex digits never matches; nothing here rais
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import string
@@ -40,13 +41,20 @@ def matching(secrets: Iterable[str], body: bytes, header: str | None) -> set[str
     digest = header_digest(header)
     if digest is None:
         return set()
+    wanted = bytes.fromhex(digest.decode("ascii"))
     found = set()
     for secret in secrets:
         if secret:
-            expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-            if hmac.compare_digest(expected.encode("ascii"), digest):
+            mac = _keyed(secret).copy()  # the key's pads are computed once per secret
+            mac.update(body)
+            if hmac.compare_digest(mac.digest(), wanted):
                 found.add(secret)
     return found
+
+
+@functools.lru_cache(maxsize=64)
+def _keyed(secret: str) -> hmac.HMAC:
+    return hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha256)
 
 
 def verify(secret: str, body: bytes, header: str | None) -> bool:
