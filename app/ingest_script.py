@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from app.keys import Keys
 from app.queue import message_template, queue_keys
 from app.spool import Entry
@@ -37,19 +35,26 @@ STREAM_FIELDS = (  # the body goes last, beside them: it is the long one
 _KEYS_PER_EVENT = 4
 _STORED, _DUPLICATE, _FOLDED = 1, 0, 2
 
-RECORD_BATCH = """
+# Per event, after the stream fields' values: fold ('1'/'0'), the project whose
+# last-webhook time to record ('' for none), the message template ('' for none), the body.
+_ARGS_PER_EVENT = len(STREAM_FIELDS) + 4
+_NAMES = ", ".join(f"'{name}'" for name in STREAM_FIELDS)
+_AT = {name: n + 1 for n, name in enumerate(STREAM_FIELDS)}  # Lua's 1-based positions
+
+RECORD_BATCH = f"""
 local maxlen, ttl, fold_ttl, own_cfg = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local n = tonumber(ARGV[5])
+local names = {{{_NAMES}}}
+local nf = #names
 local me = redis.call('GET', KEYS[3])
-local out = {}
+local out = {{}}
 for i = 1, n do
-  local k = 3 + (i - 1) * 4
+  local k = 3 + (i - 1) * {_KEYS_PER_EVENT}
   local marker, fold_key, qlist, qmsgs = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  -- meta: {stream fields (name, value, ...), fold, actor, project, received_at};
-  -- then the message template ('' for none) and the body.
-  local m = cjson.decode(ARGV[3 + i * 3])
-  local template = ARGV[4 + i * 3]
-  local fields, fold, actor = m[1], m[2], m[3]
+  local a = 5 + (i - 1) * {_ARGS_PER_EVENT}
+  local fold, project = ARGV[a + nf + 1], ARGV[a + nf + 2]
+  local template, body = ARGV[a + nf + 3], ARGV[a + nf + 4]
+  local actor = ARGV[a + {_AT["actor"]}]
   local existing = redis.call('GET', marker)
   if existing then
     out[i] = '0|' .. existing .. '|'
@@ -63,13 +68,14 @@ for i = 1, n do
         if qid and not (qown == '1' and not own) then into = qid end
       end
     end
-    if into then
-      for j = 1, #fields, 2 do
-        if fields[j] == 'outcome' then fields[j + 1] = 'folded: ' .. into end
-      end
+    local fields = {{}}
+    for j = 1, nf do
+      fields[2 * j - 1] = names[j]
+      fields[2 * j] = ARGV[a + j]
     end
-    fields[#fields + 1] = 'body'
-    fields[#fields + 1] = ARGV[5 + i * 3]
+    if into then fields[2 * {_AT["outcome"]}] = 'folded: ' .. into end
+    fields[2 * nf + 1] = 'body'
+    fields[2 * nf + 2] = body
     local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(fields))
     redis.call('SET', marker, id, 'EX', ttl)
     if into then
@@ -84,7 +90,9 @@ for i = 1, n do
       end
       out[i] = '1|' .. id .. '|'
     end
-    if m[4] ~= '' then redis.call('HSET', KEYS[2], m[4], m[5]) end
+    if project ~= '' then
+      redis.call('HSET', KEYS[2], project, ARGV[a + {_AT["received_at"]}])
+    end
   end
 end
 return table.concat(out, ';')
@@ -99,28 +107,25 @@ class Answer:
 
 def add_event(keys_of: Keys, entry: Entry, keys: list[str], args: list[Any]) -> None:
     """Append one event's script keys (marker, fold, queue list and hash) and arguments
-    (meta JSON, message template, body)."""
-    fields: list[str] = []
-    for name in STREAM_FIELDS:
-        fields += [name, str(entry.get(name) or "")]
+    (the stream fields' values, fold, last-webhook project, message template, body)."""
+    get = entry.get
     queued = entry["outcome"] == PROCESS
-    fold = queued and bool(entry.get("fold"))
+    fold = queued and bool(get("fold"))
     if queued:
-        template = message_template(entry["queue"], entry["actor_name"], entry.get("payload", {}))
+        template = message_template(entry["queue"], entry["actor_name"], get("payload", {}))
         list_key, msgs_key = queue_keys(entry["queue"])
     else:
         template, list_key, msgs_key = "", "-", "-"
-    fold_key = keys_of.fold(str(entry.get("issue"))) if fold else "-"
+    fold_key = keys_of.fold(str(get("issue"))) if fold else "-"
     keys += [keys_of.delivery(entry["sha256"]), fold_key, list_key, msgs_key]
     last_webhook = entry["source"] == "plane" and entry["outcome"] != "unknown_project"
-    meta = [
-        fields,
+    args += [str(get(name) or "") for name in STREAM_FIELDS]
+    args += [
         "1" if fold else "0",
-        str(entry.get("actor") or ""),
         str(entry["project"]) if last_webhook else "",
-        str(entry["received_at"]),
+        template,
+        str(get("body") or ""),
     ]
-    args += [orjson.dumps(meta), template, str(entry.get("body") or "")]
 
 
 def answer_of(entry: Entry, reply: str) -> Answer:
