@@ -93,6 +93,8 @@ class Ingest:
         # Held while deciding "Redis or spool" and while claiming a spool file, so a
         # batch never reaches Redis ahead of older events still waiting in the spool.
         self._order = asyncio.Lock()
+        self._line = asyncio.Lock()  # one command at a time on `_conn`
+        self._conn: Any = None
 
     # -- the request path --------------------------------------------------------------
     async def accept(self, entry: Entry) -> Answer:
@@ -165,27 +167,28 @@ class Ingest:
         return [answer_of(entry, reply) for entry, reply in zip(entries, replies, strict=True)]
 
     async def _call(self, command: tuple[Any, ...]) -> Any:
-        """One command on a pooled connection, packed by hiredis in one go (redis-py's
-        own packing costs more than the rest of the request path); a dropped connection
-        is retried once, and a connection left mid-reply (timeout, cancel) is closed."""
+        """One command on the ingest's own connection, packed by hiredis in one go
+        (redis-py's packing and pool cost more than the rest of the request path). One
+        command at a time; a dropped connection is retried once, and a connection left
+        mid-reply (timeout, cancel) is closed, to be opened again by the next command."""
         packed = hiredis.pack_command(command)
-        pool = self.r.connection_pool
-        for attempt in (1, 2):
-            conn = await pool.get_connection()
-            try:
-                await conn.send_packed_command(packed, check_health=False)
-                return await conn.read_response()
-            except redis.ResponseError:
-                raise  # an error reply: the connection is in step
-            except redis.ConnectionError:
-                await conn.disconnect()
-                if attempt == 2:
+        async with self._line:
+            if self._conn is None:
+                self._conn = self.r.connection_pool.make_connection()
+            conn = self._conn
+            for attempt in (1, 2):
+                try:
+                    await conn.send_packed_command(packed, check_health=False)
+                    return await conn.read_response()
+                except redis.ResponseError:
+                    raise  # an error reply: the connection is in step
+                except redis.ConnectionError:
+                    await conn.disconnect()
+                    if attempt == 2:
+                        raise
+                except BaseException:
+                    await conn.disconnect()
                     raise
-            except BaseException:
-                await conn.disconnect()
-                raise
-            finally:
-                await pool.release(conn)
         raise AssertionError("unreachable")
 
     # -- the spool -----------------------------------------------------------------------
@@ -236,3 +239,5 @@ class Ingest:
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._conn is not None:
+            await self._conn.disconnect()
