@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     ingest_redis_timeout_s: float = 0.5  # a hung Redis sends webhooks to the spool this fast
     events_maxlen: int = 100_000
     delivery_ttl_s: int = 7 * 24 * 3600
+    # A human's webhook received this recently serves as the work item's state and text
+    # (no Plane read); an older one, a replay, a recheck and the reconciler read Plane.
+    snapshot_fresh_s: float = 120.0
 
     lock_ttl_s: float = 30.0
     lock_wait_s: float = 10.0

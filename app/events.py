@@ -1,7 +1,10 @@
 """From a stored webhook event to a pipeline handler: observe, compare, act.
 
 Plane sends one delivery per changed field, in no guaranteed order, so the event is
-only a hint: the processor reads the work item's *current* state and routes on that.
+only a hint: the processor routes on the work item's *current* state. That is the
+newest human delivery's snapshot (`data`, by `updated_at`, kept by the receiver) when it
+arrived within `snapshot_fresh_s` — no Plane read — and otherwise a read of Plane;
+replays, rechecks and the reconciler always read Plane.
 Events caused by our own status writes (the actor is our Plane user) are echoes and
 change nothing. The reconciler replays through `route`, the same path.
 """
@@ -9,7 +12,12 @@ change nothing. The reconciler replays through `route`, the same path.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
+
+import orjson
 
 from app.domain.errors import PlaneError, TemporaryError
 from app.domain.ids import why_not_uuid
@@ -33,12 +41,17 @@ class EventProcessor:
         plane: PlaneClient,
         resolver: StateResolver,
         pipeline: Pipeline,
+        *,
+        snapshot_fresh_s: float = 120.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.registry = registry
         self.plane = plane
         self.resolver = resolver
         self.pipeline = pipeline
+        self.snapshot_fresh_s = snapshot_fresh_s
+        self.clock = clock
 
     def process(self, payload: dict[str, Any]) -> Result:
         """Handle one `process_event` message; TemporaryError asks Dramatiq to retry.
@@ -63,6 +76,9 @@ class EventProcessor:
         # Until this human move is handled, the outbox does not write over it.
         self.store.human_event_started(issue_id, event_id)
         try:
+            item = None if payload.get("replay") else self._snapshot(project, issue_id)
+            if item is not None:
+                return self.route(item, project, source=source)
             return self._read_and_route(project, issue_id, event_id, source)
         finally:
             self.store.human_event_done(issue_id, event_id)
@@ -74,6 +90,25 @@ class EventProcessor:
                 task.id, TimelineKind.IGNORED, f"ignored: echo of own status write [{source}]"
             )
         return ignored("echo of own status write")
+
+    def _snapshot(self, project: Project, issue_id: str) -> WorkItem | None:
+        """The work item as the newest human webhook showed it, if that arrived within
+        `snapshot_fresh_s`: no Plane read. None (read Plane) otherwise."""
+        found = self.store.snapshot_event(issue_id)
+        if found is None or self.snapshot_fresh_s <= 0:
+            return None
+        _, fields = found
+        try:
+            received = datetime.fromisoformat(fields["received_at"]).timestamp()
+            if self.clock() - received > self.snapshot_fresh_s:
+                return None
+            item = WorkItem.model_validate(orjson.loads(fields["body"])["data"])
+        except (KeyError, TypeError, ValueError):  # pydantic's ValidationError included
+            return None
+        if item.id != issue_id or item.project not in (None, project.plane_project_id):
+            return None
+        self.store.incr_counter("plane_reads_saved")
+        return item
 
     def _read_and_route(
         self, project: Project, issue_id: str, event_id: str, source: str
@@ -150,6 +185,7 @@ def replay(
             "issue_id": fields.get("issue"),
             "actor_id": fields.get("actor"),
             "event_id": f"{entry_id} (replay)",
+            "replay": True,  # a replay reads Plane: the stored snapshot may be old
         }
         out.append((entry_id, processor.process(payload)))
     return out

@@ -174,7 +174,7 @@ class Ingest:
         packed = hiredis.pack_command(command)
         async with self._line:
             if self._conn is None:
-                self._conn = self.r.connection_pool.make_connection()
+                self._conn = self.r.connection_pool.make_connection()  # type: ignore[no-untyped-call]
             conn = self._conn
             for attempt in (1, 2):
                 try:

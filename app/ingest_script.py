@@ -2,8 +2,10 @@
 
 For each event it checks the dedup marker, appends the event to `pf:events`, writes its
 Dramatiq message (dramatiq 2.2.1's RedisBroker layout: the `.msgs` hash and the queue
-list), folds a state delivery into a queued one of the same work item, and records the
-project's last-webhook time. `add_event` builds one event's keys and arguments;
+list), folds a state delivery into a queued one of the same work item, keeps the work
+item's newest human snapshot (`pf:snapshot:<issue>`, by `data.updated_at`, ties to the
+later arrival: the worker uses it instead of reading Plane), and records the project's
+last-webhook time. `add_event` builds one event's keys and arguments;
 `answer_of` reads the script's reply for it.
 """
 
@@ -30,9 +32,11 @@ STREAM_FIELDS = (  # the body goes last, beside them: it is the long one
     "received_at",
     "outcome",
     "spooled",
+    "updated",  # data.updated_at as epoch seconds ('' when absent): the snapshot's age
 )
-# Per event: the marker, the fold marker, the queue list and the queue's message hash.
-_KEYS_PER_EVENT = 4
+# Per event: the marker, the fold marker, the queue list, the queue's message hash and
+# the work item's snapshot marker.
+_KEYS_PER_EVENT = 5
 _STORED, _DUPLICATE, _FOLDED = 1, 0, 2
 
 # Per event, after the stream fields' values: fold ('1'/'0'), the project whose
@@ -51,6 +55,7 @@ local out = {{}}
 for i = 1, n do
   local k = 3 + (i - 1) * {_KEYS_PER_EVENT}
   local marker, fold_key, qlist, qmsgs = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local snap_key = KEYS[k + 5]
   local a = 5 + (i - 1) * {_ARGS_PER_EVENT}
   local fold, project = ARGV[a + nf + 1], ARGV[a + nf + 2]
   local template, body = ARGV[a + nf + 3], ARGV[a + nf + 4]
@@ -78,6 +83,14 @@ for i = 1, n do
     fields[2 * nf + 2] = body
     local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(fields))
     redis.call('SET', marker, id, 'EX', ttl)
+    local updated = tonumber(ARGV[a + {_AT["updated"]}])
+    if fold == '1' and not own and updated then
+      local snap = redis.call('GET', snap_key)
+      local at = snap and tonumber(string.match(snap, '^([^|]*)'))
+      if not at or updated >= at then
+        redis.call('SET', snap_key, ARGV[a + {_AT["updated"]}] .. '|' .. id, 'EX', ttl)
+      end
+    end
     if into then
       out[i] = '2|' .. id .. '|' .. into
     else
@@ -116,8 +129,9 @@ def add_event(keys_of: Keys, entry: Entry, keys: list[str], args: list[Any]) -> 
         list_key, msgs_key = queue_keys(entry["queue"])
     else:
         template, list_key, msgs_key = "", "-", "-"
-    fold_key = keys_of.fold(str(get("issue"))) if fold else "-"
-    keys += [keys_of.delivery(entry["sha256"]), fold_key, list_key, msgs_key]
+    issue = str(get("issue"))
+    fold_key, snap_key = (keys_of.fold(issue), keys_of.snapshot(issue)) if fold else ("-", "-")
+    keys += [keys_of.delivery(entry["sha256"]), fold_key, list_key, msgs_key, snap_key]
     last_webhook = entry["source"] == "plane" and entry["outcome"] != "unknown_project"
     args += [str(get(name) or "") for name in STREAM_FIELDS]
     args += [

@@ -99,6 +99,19 @@ def now_iso() -> str:
     return f"{_second[1]}.{int((now - second) * 1e6):06d}+00:00"
 
 
+def epoch_text(value: Any) -> str:
+    """An ISO time (Plane's `updated_at`) as epoch seconds text; '' when it is not one."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return ""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return f"{when.timestamp():.6f}"
+
+
 def base_entry(source: str, event: str, body: bytes, delivery: str) -> Entry:
     return {
         "source": source,
@@ -151,6 +164,7 @@ class PlaneIntake:
             actor_name=PROCESS_EVENT,
             outcome=outcome,
             fold=outcome == PROCESS,
+            updated=epoch_text(hook.data.get("updated_at")),
             payload={
                 "project_id": project_id,
                 "issue_id": issue,

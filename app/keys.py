@@ -23,6 +23,11 @@ class Keys:
         """Dedup marker of one webhook body: its `pf:events` id (set with a TTL)."""
         return f"{self.prefix}delivery:{body_sha256}"
 
+    def snapshot(self, plane_issue_id: str) -> str:
+        """String `<updated_at epoch>|<event id>`: the work item's newest snapshot from a
+        human's (non-echo) delivery, by `data.updated_at`; ties go to the later arrival."""
+        return f"{self.prefix}snapshot:{plane_issue_id}"
+
     def fold(self, plane_issue_id: str) -> str:
         """String `<event id>|<1 if our own user>`: a `process_event` of this work item is
         queued and not started yet, so later state deliveries fold into it (TTL)."""

@@ -123,7 +123,14 @@ class Services:
 
     @cached_property
     def events(self) -> EventProcessor:
-        return EventProcessor(self.store, self.registry, self.plane, self.resolver, self.pipeline)
+        return EventProcessor(
+            self.store,
+            self.registry,
+            self.plane,
+            self.resolver,
+            self.pipeline,
+            snapshot_fresh_s=self.settings.snapshot_fresh_s,
+        )
 
     @cached_property
     def reconciler(self) -> Reconciler:

@@ -11,6 +11,16 @@ class SharedMixin(StoreBase):
         """`pf:events` entries (id, fields) between two stream ids, inclusive."""
         return [(str(i), dict(f)) for i, f in self.r.xrange(self.keys.events, start, end)]
 
+    def snapshot_event(self, plane_issue_id: str) -> tuple[str, dict[str, str]] | None:
+        """The stored event that holds the work item's newest human snapshot (its id and
+        fields), or None when there is none (or it was trimmed from `pf:events`)."""
+        marker = self.r.get(self.keys.snapshot(plane_issue_id))
+        _, _, event_id = str(marker or "").partition("|")
+        if not event_id:
+            return None
+        entries = self.r.xrange(self.keys.events, event_id, event_id)
+        return (str(entries[0][0]), dict(entries[0][1])) if entries else None
+
     def own_user(self) -> str | None:
         value = self.r.get(self.keys.plane_me)
         return str(value) if value else None
