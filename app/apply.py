@@ -49,7 +49,10 @@ def apply_decision(
     *,
     ended: EndedJob | None = None,
     time_limit_s: float = 1800.0,
+    seen_state: str | None = None,
 ) -> Applied:
+    """`seen_state`: the state the work item showed in Plane when a human's move was
+    handled (so the outbox does not write what Plane already shows)."""
     outbox = OutboxStore(store.r, store.keys)
     task_key = store.keys.task(task_id)
     while True:
@@ -68,7 +71,7 @@ def apply_decision(
                 other = task.active_job_id
                 if decision.effects.cancel_active_job and other and other != (ended and ended.id):
                     store.queue_finish(pipe, other, "cancelled", JobState.CANCELLED, None)
-                moved = _moved(task, decision, new_job)
+                moved = _moved(task, decision, new_job, seen_state)
                 store.queue_move(pipe, task, moved, decision.reason)
                 if new_job is not None:
                     store.queue_new_job(pipe, new_job)
@@ -89,9 +92,11 @@ def _new_job(store: Store, task: Task, decision: Decision, time_limit_s: float) 
     )
 
 
-def _moved(task: Task, decision: Decision, new_job: Job | None) -> Task:
+def _moved(task: Task, decision: Decision, new_job: Job | None, seen_state: str | None) -> Task:
     now = utcnow()
     fields = dict(decision.fields)
+    if seen_state:
+        fields.update(plane_state_id=seen_state, status_sync_ok=True)
     if decision.stage is Stage.REVIEW:
         fields.setdefault("review_started_at", now)
     return task.model_copy(
@@ -115,7 +120,9 @@ def _outbox(
     keys = store.keys
     effects = decision.effects
     if effects.drop_plane_writes:
-        pipe.delete(keys.outbox_comments(task_id), keys.outbox_statuses(task_id))
+        pipe.delete(
+            keys.outbox_comments(task_id), keys.outbox_statuses(task_id), keys.outbox_notes(task_id)
+        )
         pipe.zrem(keys.outbox_due, task_id)
         return
     for comment in comments:

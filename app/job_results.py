@@ -28,6 +28,8 @@ from app.stagework import ROLE_OF_STAGE, Context, StageResult
 from app.store import Store
 
 log = logging.getLogger(__name__)
+# The closing comment's lead; the merge, deploy and monitoring notes follow it.
+DONE_LEAD = "<p>✅ Done.</p>"
 
 
 @dataclass
@@ -98,8 +100,10 @@ class StageEnd:
         result: StageResult,
         after: list[Callable[[], object]],
     ) -> Result:
-        if result.comment:
-            self.outbox.comment(task.id, result.comment)
+        if result.post:
+            self.outbox.post_notes(task.id, result.comment or "")
+        elif result.comment:
+            self.outbox.note(task.id, result.comment)
         if result.outcome is None:
             if result.fields:
                 self.store.update_task(task.id, **result.fields)
@@ -108,7 +112,9 @@ class StageEnd:
                 return Result(Handled.WAITING, result.message)
             self.store.finish_job(job.id, "waiting")
             self.store.record(task.id, TimelineKind.STAGE, result.message)
-            if task.stage is Stage.REVIEW and self.on_review_wait is not None:
+            if task.stage is Stage.REVIEW and task.verdict_early and self.on_review_wait:
+                # a verdict came while the job ran: read Plane now (else the webhook will)
+                self.store.update_task(task.id, touch=False, verdict_early=False)
                 recheck = self.on_review_wait
                 after.append(lambda: recheck(task, project))
             return Result(Handled.WAITING, result.message, task.stage)
@@ -161,6 +167,10 @@ class StageEnd:
             StageEnded(outcome, message, result_fields),
             Policy(project.max_rework),
         )
+        if decision.stage is Stage.DONE:
+            self.outbox.post_notes(task.id, DONE_LEAD)  # the closing comment
+        elif decision.blocked:
+            self.outbox.post_notes(task.id)  # what was done before it stopped
         applied = apply_decision(
             self.store,
             task.id,
@@ -211,6 +221,7 @@ class StageEnd:
             if fresh is None or fresh.stage in TERMINAL_STAGES:
                 return ignored("task already ended")
             decision = decide(task_view(fresh), Aborted(reason), Policy(max_rework=0))
+            self.outbox.post_notes(task.id)
             applied = apply_decision(
                 self.store, task.id, decision, ended=EndedJob(job.id, "blocked", error=reason)
             )

@@ -113,6 +113,10 @@ class Keys:
         """List: the task's comments not yet accepted by Plane, oldest first (JSON)."""
         return f"{self.prefix}outbox:{task_id}:comments"
 
+    def outbox_notes(self, task_id: str) -> str:
+        """List: milestone notes (HTML) gathered for the task's next digest comment."""
+        return f"{self.prefix}outbox:{task_id}:notes"
+
     def outbox_statuses(self, task_id: str) -> str:
         """List: the stages the task moved into since its status was last flushed, in
         order (pushed by the move itself), so each can be shown when the budget allows."""

@@ -148,35 +148,44 @@ class OutboxFlusher:
 
         Each stage in between is written only if the budget has room at once; under
         congestion they are passed over and only the current one is written (waiting for
-        the budget). Nothing is written that Plane already shows. True if a write was
-        made; raises PlaneError/TemporaryError for a failure worth retrying.
+        the budget). Nothing is written that Plane already shows (its state as last
+        seen in a webhook or a read, or as we wrote it). True if a write was made;
+        raises PlaneError/TemporaryError for a failure worth retrying.
         """
-        plan = self._plan(task, moved)
         written = False
+        plan: list[tuple[str, str]] = []
         try:
-            for index, key in enumerate(plan):
+            plan = self._plan(task, project, moved)
+            for index, (key, state_id) in enumerate(plan):
                 last = index == len(plan) - 1
                 if not last and not self.status_budget_free():
                     continue  # coalesced: the budget would make us wait
-                self._write_status(task, project, key, budgeted=last)
+                self._write_status(task, project, key, state_id, budgeted=last)
                 written = True
         except PlaneError as exc:
             if exc.retryable:
                 raise
             self.outbox.consume_stages(task.id, len(moved))
-            return self._status_failed(task, plan[-1], str(exc))
+            return self._status_failed(task, self._wanted(task, moved), str(exc))
         except TemporaryError:
             raise
         except PlaneflowError as exc:
             self.outbox.consume_stages(task.id, len(moved))
-            return self._status_failed(task, plan[-1], str(exc))
+            return self._status_failed(task, self._wanted(task, moved), str(exc))
+        if not plan and moved and task.stage is not Stage.CANCELLED:
+            key = self._wanted(task, moved)
+            self.store.update_task(task.id, status_key=key, status_sync_ok=True)
+            self.store.record(task.id, TimelineKind.STATUS, f"status {key!r} already shown")
         self.outbox.consume_stages(task.id, len(moved))
         return written
 
     @staticmethod
-    def _plan(task: Task, moved: list[str]) -> list[str]:
-        """Status keys to write, in order: each stage moved into, ending with the current
-        one; consecutive repeats and what Plane already shows left out."""
+    def _wanted(task: Task, moved: list[str]) -> str:
+        return STAGE_STATUS_KEY[Stage(moved[-1])] if moved else STAGE_STATUS_KEY[task.stage]
+
+    def _plan(self, task: Task, project: Project, moved: list[str]) -> list[tuple[str, str]]:
+        """(status key, state id) to write, in order: each stage moved into, ending with
+        the current one; consecutive repeats and what Plane already shows left out."""
         if task.stage is Stage.CANCELLED:
             return []  # Plane shows it already: it is where the cancel came from
         # `moved` and `task` come from one read: the last stage moved into is the task's
@@ -184,27 +193,32 @@ class OutboxFlusher:
         keys = [STAGE_STATUS_KEY[Stage(s)] for s in moved if s != Stage.CANCELLED.value]
         if not keys:
             keys = [STAGE_STATUS_KEY[task.stage]]
-        shown = task.status_key if task.status_sync_ok else None
-        plan: list[str] = []
+        states = self.resolver.resolve(project)
+        shown = task.plane_state_id if task.status_sync_ok else None
+        plan: list[tuple[str, str]] = []
         for key in keys:
-            if key != (plan[-1] if plan else shown):
-                plan.append(key)
+            state_id = states.resolve(key)
+            if state_id is None:
+                raise PlaneflowError(
+                    f"project {project.name!r} has no state for {key!r} (run `planeflow "
+                    f"plane ensure-states --project {project.name}`)"
+                )
+            if state_id != (plan[-1][1] if plan else shown):
+                plan.append((key, state_id))
         return plan
 
     def status_budget_free(self) -> bool:
         budget = self.status_client.budget
         return budget is None or budget.try_acquire()
 
-    def _write_status(self, task: Task, project: Project, key: str, *, budgeted: bool) -> None:
-        state_id = self.resolver.resolve(project).resolve(key)
-        if state_id is None:
-            raise PlaneflowError(
-                f"project {project.name!r} has no state for {key!r} (run `planeflow "
-                f"plane ensure-states --project {project.name}`)"
-            )
+    def _write_status(
+        self, task: Task, project: Project, key: str, state_id: str, *, budgeted: bool
+    ) -> None:
         client = self.status_client if budgeted else self.status_client.without_budget()
         client.patch_work_item(project.plane_project_id, task.plane_issue_id, state=state_id)
-        self.store.update_task(task.id, status_key=key, status_sync_ok=True)
+        self.store.update_task(
+            task.id, status_key=key, status_sync_ok=True, plane_state_id=state_id
+        )
         self.store.record(task.id, TimelineKind.STATUS, f"status {key!r} synced")
 
     def _status_failed(self, task: Task, key: str, error: str) -> bool:
@@ -273,6 +287,15 @@ class PlaneOutbox:
         """Post `html` on the task's work item, once, after those queued before it."""
         self.outbox.add_comment(task_id, html)
         self._wake(task_id)
+
+    def note(self, task_id: str, html: str) -> None:
+        """Keep `html` for the task's next digest comment (nothing is sent yet)."""
+        self.outbox.add_note(task_id, html)
+
+    def post_notes(self, task_id: str, lead: str = "") -> None:
+        """Post `lead` and the notes gathered so far as one comment."""
+        if self.outbox.post_notes(task_id, lead):
+            self._wake(task_id)
 
     def wake(self, task_id: str) -> None:
         """Have the flusher look at the task now (what to send is already in Redis)."""

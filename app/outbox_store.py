@@ -1,11 +1,14 @@
 """The Plane outbox's Redis state: what planeflow still has to tell Plane, per task.
 
-Two things wait here. *Statuses*: every move of a task pushes its new stage (in the
+Three things wait here. *Statuses*: every move of a task pushes its new stage (in the
 move's own transaction, so in order); the flusher shows each one when the budget has
 room at once and otherwise only the latest, which is always the task's stage as it is
 then (an older status is never written after a newer one). *Comments*
 are kept in order, each with its `external_id` (`planeflow-<task>-<n>`), until Plane has
-accepted them. `pf:outbox:due` says when each task's writes should be tried next.
+accepted them. *Notes*: what each milestone has to say, gathered into one digest comment
+when the task is ready for review and when it ends (done or blocked), so a card gets
+two comments on its happy path, not one per stage. `pf:outbox:due` says when each
+task's writes should be tried next.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from redis.exceptions import WatchError
 
 from app.domain.models import utcnow
 from app.keys import Keys
@@ -70,6 +75,30 @@ class OutboxStore:
     def add_comment(self, task_id: str, html: str) -> None:
         self.queue_comment(self.r, task_id, self.new_comment(task_id, html))
 
+    def add_note(self, task_id: str, html: str) -> None:
+        """Keep a milestone's note for the task's next digest comment."""
+        self.r.rpush(self.keys.outbox_notes(task_id), html)
+
+    def post_notes(self, task_id: str, lead: str = "") -> bool:
+        """Queue one comment: `lead`, then the notes gathered since the last digest (all
+        taken in the same transaction). False when there was nothing to say."""
+        notes_key = self.keys.outbox_notes(task_id)
+        while True:
+            with self.r.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(notes_key)
+                    notes = [str(n) for n in pipe.lrange(notes_key, 0, -1)]
+                    if not lead and not notes:
+                        return False
+                    comment = self.new_comment(task_id, lead + "".join(notes))
+                    pipe.multi()
+                    self.queue_comment(pipe, task_id, comment)
+                    pipe.delete(notes_key)
+                    pipe.execute()
+                    return True
+                except WatchError:
+                    continue
+
     def schedule(self, task_id: str, at: float | None = None, *, pipe: Any = None) -> None:
         """Have the task's writes tried at `at` (now by default)."""
         target = pipe if pipe is not None else self.r
@@ -124,7 +153,11 @@ class OutboxStore:
         """Forget the task's pending comments (its work item is gone); returns how many."""
         with self.r.pipeline() as pipe:
             pipe.llen(self.keys.outbox_comments(task_id))
-            pipe.delete(self.keys.outbox_comments(task_id), self.keys.outbox_statuses(task_id))
+            pipe.delete(
+                self.keys.outbox_comments(task_id),
+                self.keys.outbox_statuses(task_id),
+                self.keys.outbox_notes(task_id),
+            )
             count, _ = pipe.execute()
         return int(count)
 

@@ -50,6 +50,10 @@ class PlaneWrites(Protocol):
 
     def comment(self, task_id: str, html: str) -> None: ...
 
+    def note(self, task_id: str, html: str) -> None: ...
+
+    def post_notes(self, task_id: str, lead: str = "") -> None: ...
+
     def wake(self, task_id: str) -> None: ...
 
 
@@ -92,7 +96,9 @@ class Pipeline:
                 project=project.name,
             )
             if created:
-                task = self.store.update_task(task.id, description=item_text(issue))
+                task = self.store.update_task(
+                    task.id, description=item_text(issue), plane_state_id=issue.state_id
+                )
                 with logs.bind(task_id=task.id, work_item=wi, stage=task.stage.value):
                     log.info("task created (%s)", source)
                 self.store.record(task.id, TimelineKind.START, f"started by {source}")
@@ -100,7 +106,7 @@ class Pipeline:
                 return Result(Handled.STARTED, stage=task.stage)
         if task.stage is Stage.BLOCKED:
             task = self.store.update_task(task.id, title=issue.name, description=item_text(issue))
-            return self._resume(task, source, after)
+            return self._resume(task, issue, source, after)
         reason = (
             f"task already {task.stage.value}"
             if task.stage in FINISHED_STAGES
@@ -109,9 +115,12 @@ class Pipeline:
         self.store.record(task.id, TimelineKind.IGNORED, f"ignored: {reason} [{source}]")
         return ignored(reason)
 
-    def _resume(self, task: Task, source: str, after: list[Callable[[], object]]) -> Result:
+    def _resume(
+        self, task: Task, issue: WorkItem, source: str, after: list[Callable[[], object]]
+    ) -> Result:
         decision = decide(task_view(task), Resumed(source), NO_POLICY)
-        self._applied(apply_decision(self.store, task.id, decision), after)
+        applied = apply_decision(self.store, task.id, decision, seen_state=issue.state_id)
+        self._applied(applied, after)
         return Result(Handled.RESUMED, f"at {decision.stage.value}", decision.stage)
 
     def _applied(self, applied: Applied, after: list[Callable[[], object]]) -> None:
@@ -156,6 +165,7 @@ class Pipeline:
         active = self.store.active_job(task)
         if active is not None:
             reason = f"verdict {verdict} while job {active.id} is active"
+            self.store.update_task(task.id, touch=False, verdict_early=True)  # looked at after
             self.store.record(task.id, TimelineKind.IGNORED, f"ignored: {reason} [{source}]")
             return ignored(reason)
         feedback = "" if approved else self._review_feedback(task, project)
@@ -164,7 +174,8 @@ class Pipeline:
             VerdictGiven(approved, source, feedback),
             Policy(project.max_rework),
         )
-        self._applied(apply_decision(self.store, task.id, decision), after)
+        applied = apply_decision(self.store, task.id, decision, seen_state=issue.state_id)
+        self._applied(applied, after)
         return Result(Handled.MOVED, f"{verdict}: moved to {decision.stage.value}", decision.stage)
 
     def _review_feedback(self, task: Task, project: Project) -> str:

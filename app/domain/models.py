@@ -75,8 +75,12 @@ class Task(_Record):
     active_job_id: str | None = None
     status_key: str | None = None  # the Layer B key last written to Plane
     status_sync_ok: bool = True
+    # The state Plane shows, as last seen (a human's webhook or a read) or written by us.
+    plane_state_id: str | None = None
     feedback: str | None = None  # rework feedback for the developer (gates, reviewers)
     review_started_at: datetime | None = None
+    # A verdict arrived while the review job ran (and was set aside): look again after.
+    verdict_early: bool = False
     pr_url: str | None = None
     pr_number: int | None = None
     gates_passed_sha: str | None = None  # head the quality gates last passed on

@@ -32,7 +32,10 @@ class StageResult:
     retry: bool = False  # a failure worth another attempt (exit 75, agent failure)
     wait_s: float | None = None  # run this same job again after this delay
     fields: dict[str, Any] = field(default_factory=dict)  # task fields to set
-    comment: str | None = None  # a Plane comment (HTML) for this milestone
+    # This milestone's note (HTML), kept for the task's next digest comment; with
+    # `post`, the digest is posted now with this as its lead (ready for review).
+    comment: str | None = None
+    post: bool = False
 
 
 @dataclass

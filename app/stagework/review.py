@@ -52,4 +52,5 @@ def review(ctx: Context, task: Task, job: Job, project: Project) -> StageResult:
         f"pull request {pr.url}; waiting for the human verdict",
         fields=fields,
         comment=comment,
+        post=True,  # one comment: this, then the analysis, development and gate notes
     )

@@ -104,7 +104,7 @@ def test_plane_outage_loses_no_comment_and_no_status(
         with plane.sandbox.lock:
             ids = [c.external_id for c in project.comments.get(item.id, [])]
         queued = int(real_redis.get(f"pf:outbox:{task.id}:seq") or 0)
-        assert queued >= 5  # analysis, development, gates, review, merged, ... milestones
+        assert queued == 2  # the review digest and the closing one
         assert ids == [f"planeflow-{task.id}-{n}" for n in range(1, queued + 1)]
     counts = {int(real_redis.get(f"pf:outbox:{t.id}:seq") or 0) for t in store.list_tasks()}
     assert len(counts) == 1  # every item has the same milestones as the others

@@ -174,16 +174,15 @@ def test_a_work_item_travels_from_analysis_to_done(
     assert f"- {task.work_item_id}: implemented" in stack.remote_file("CHANGES.md")
     assert "Analysis of" in stack.remote_file(f"docs/work-items/{task.work_item_id}/analysis.md")
     assert sandbox_plane.sandbox.world.state_history(item.id) == FULL_JOURNEY
-    comments = " ".join(stack.comments(item))
-    for milestone in (
-        "Analysis done",
-        "Quality gates",
-        "Ready for review",
-        "Merged into",
-        "Deployed",
-        "HEALTHY",
-    ):
-        assert milestone in comments, milestone
+    review, closing = stack.comments(item)  # one review comment, one closing comment
+    for milestone in ("Ready for review", task.pr_url, "Analysis done", "Quality gates"):
+        assert milestone in review, milestone
+    for milestone in ("Done", "Merged into", "Deployed", "HEALTHY"):
+        assert milestone in closing, milestone
+    # every read, status write and comment for this item (states and users/me are shared)
+    calls = [r for r in sandbox_plane.sandbox.request_log if item.id in r[1]]
+    assert len(calls) <= 12, calls
+    print(f"\n{len(calls)} Plane calls for the item:", *calls, sep="\n  ")
     budget = stack.services.store.get_task(task.id)
     assert budget.attempts_used == 3 and budget.tokens_used == 120 + 450 + 0
 
