@@ -158,9 +158,10 @@ class OutboxFlusher:
             plan = self._plan(task, project, moved)
             for index, (key, state_id) in enumerate(plan):
                 last = index == len(plan) - 1
-                if not last and not self.status_budget_free():
+                ticket = 0 if last else self.status_budget_free()
+                if not last and not ticket:
                     continue  # coalesced: the budget would make us wait
-                self._write_status(task, project, key, state_id, budgeted=last)
+                self._write_status(task, project, key, state_id, ticket=ticket)
                 written = True
         except PlaneError as exc:
             if exc.retryable:
@@ -207,14 +208,16 @@ class OutboxFlusher:
                 plan.append((key, state_id))
         return plan
 
-    def status_budget_free(self) -> bool:
+    def status_budget_free(self) -> int:
+        """A budget ticket if a status write may go now (-1: no budget at all), else 0."""
         budget = self.status_client.budget
-        return budget is None or budget.try_acquire()
+        return -1 if budget is None else budget.try_acquire()
 
     def _write_status(
-        self, task: Task, project: Project, key: str, state_id: str, *, budgeted: bool
+        self, task: Task, project: Project, key: str, state_id: str, *, ticket: int
     ) -> None:
-        client = self.status_client if budgeted else self.status_client.without_budget()
+        """`ticket`: the budget already taken for it (0: the client waits for the budget)."""
+        client = self.status_client.prepaid(ticket) if ticket else self.status_client
         client.patch_work_item(project.plane_project_id, task.plane_issue_id, state=state_id)
         self.store.update_task(
             task.id, status_key=key, status_sync_ok=True, plane_state_id=state_id

@@ -55,6 +55,7 @@ class PlaneClient:
         self.workspace = workspace
         self.retries = retries
         self.budget = budget
+        self._prepaid = 0
         self.count = count
         self._sleep = sleep
         self._backoff_base_s = backoff_base_s
@@ -69,10 +70,11 @@ class PlaneClient:
     def close(self) -> None:
         self._http.close()
 
-    def without_budget(self) -> PlaneClient:
-        """This client for a request whose budget was already taken (`try_acquire`)."""
+    def prepaid(self, ticket: int) -> PlaneClient:
+        """This client for one request whose budget was already taken (`try_acquire`'s
+        ticket): its first attempt does not ask the budget again."""
         other = copy.copy(self)
-        other.budget = None
+        other._prepaid = ticket
         return other
 
     def at_priority(self, priority: Priority, *, retries: int | None = None) -> PlaneClient:
@@ -123,8 +125,9 @@ class PlaneClient:
         what = f"{method} {path}"
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
-            if self.budget is not None:
-                self.budget.acquire()
+            ticket, self._prepaid = self._prepaid, 0
+            if not ticket and self.budget is not None:
+                ticket = self.budget.acquire()
             self.count("plane_calls")
             try:
                 resp = self._http.request(method, path, params=params, json=json)
@@ -136,11 +139,16 @@ class PlaneClient:
                     raise PlaneError(f"{what}: {type(exc).__name__}: {exc}") from exc
                 self._sleep(self._backoff(attempt))
                 continue
+            self._observe(ticket, resp)
             if resp.status_code == 429:
                 self.count("plane_429")
+                wait = self._retry_after(resp, attempt)
+                if self.budget is not None:
+                    self.budget.hold(wait)  # every process waits, not only this one
                 if last:
                     raise PlaneError(f"{what}: rate limited (429)", 429)
-                self._sleep(self._retry_after(resp, attempt))
+                if self.budget is None:
+                    self._sleep(wait)
                 continue
             if resp.status_code >= 500:
                 self.count("plane_5xx")
@@ -161,6 +169,16 @@ class PlaneClient:
             except ValueError as exc:
                 raise PlaneError(f"{what}: answer is not JSON", resp.status_code) from exc
         raise PlaneError(f"{what}: no attempt made")  # retries < 0
+
+    def _observe(self, ticket: int, resp: httpx.Response) -> None:
+        """Tell the budget what the server says is left for the key."""
+        header = resp.headers.get("X-RateLimit-Remaining")
+        if ticket and self.budget is not None and header is not None:
+            try:
+                remaining = int(header)
+            except ValueError:
+                return
+            self.budget.observe(ticket, remaining)
 
     def _parse(self, model: Any, data: Any, what: str) -> Any:
         try:

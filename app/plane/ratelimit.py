@@ -1,31 +1,118 @@
-"""The shared Plane request budget: one sliding window in Redis for every process.
+"""The shared Plane request budget of one API key: one Redis state for every process.
 
-Plane allows a fixed number of requests per minute per API key (60 by default) and
-answers 429 past it. Dramatiq's `WindowRateLimiter` on its Redis backend keeps a
-60-second sliding window shared by all workers; `acquire` waits (with jitter) for a
-slot instead of failing, up to `max_wait_s`.
+Plane allows a number of requests per minute per API key (`API_KEY_RATE_LIMIT`, 60 by
+default) in a sliding window, answers 429 with `Retry-After` past it, and tells on
+every successful answer how many requests the key has left (`X-RateLimit-Remaining`).
+The budget follows both:
 
-Priorities share the one window: a lower priority may only take a request while the
-window is below its share of the limit, so under congestion reads for human triggers
-go first, then status writes, then comments (`RateBudget.at`).
+- **our window**: a 60-second sliding window of our own requests (a sorted set), up to
+  the limit — `ORCH_PLANE_RATE_PER_MIN` (50), or more once the server has shown a higher
+  one (remaining + our requests in the window, less the safety margin);
+- **the server's view**: the remaining count of the newest answer, less our requests
+  sent after that answer's request, plus our requests that left the server's window
+  since. A request is sent only while that stays above the safety margin, so another
+  client spending on the same key rarely causes a 429;
+- **a 429** holds every process until its `Retry-After` has passed.
+
+Priorities share the budget: a lower priority stops earlier (its share of the limit,
+and a larger reserve of the server's remaining), so under congestion reads for human
+triggers go first, then status writes, then comments (`RateBudget.at`).
+
+Each grant is a *ticket* (a sequence number); the client reports the answer with its
+ticket (`observe`), so an answer that arrives late never overwrites a newer reading.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
 from enum import Enum
 
 import redis
-from dramatiq.rate_limits import WindowRateLimiter
-from dramatiq.rate_limits.backends import RedisBackend
 
 from app.domain.errors import TemporaryError
 
+WINDOW_S = 60.0
+LEARNED_FOR_S = 600.0  # a limit the server showed counts this long
+
+# KEYS: our window (zset of request times), the state hash.
+# ARGV: now, share, margin, configured limit, seconds a learned limit counts, window.
+# Returns {ticket, 0} when granted, {0, seconds to wait} otherwise.
+_ACQUIRE = """
+local now, share = tonumber(ARGV[1]), tonumber(ARGV[2])
+local margin, configured = tonumber(ARGV[3]), tonumber(ARGV[4])
+local learned_for, window = tonumber(ARGV[5]), tonumber(ARGV[6])
+local st = redis.call('HMGET', KEYS[2], 'hold_until', 'limit', 'limit_at', 'remaining',
+                      'at', 'obs', 'acq', 'win_at_obs')
+local hold = tonumber(st[1] or '0') or 0
+if hold > now then return {0, tostring(hold - now)} end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+local limit = configured
+local learned, learned_at = tonumber(st[2] or ''), tonumber(st[3] or '0') or 0
+if learned and now - learned_at < learned_for then
+  limit = math.max(limit, learned - margin)
+end
+local allowed = math.max(1, math.floor(limit * share))
+if count >= allowed then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, tostring(math.max(tonumber(oldest[2]) + window - now, 0.05))}
+end
+local acq = tonumber(st[7] or '0') or 0
+local rem, at = tonumber(st[4] or ''), tonumber(st[5] or '0') or 0
+if rem and now - at < window then
+  local since = acq - (tonumber(st[6] or '0') or 0)
+  local expired = (tonumber(st[8] or '0') or 0) - redis.call('ZCOUNT', KEYS[1], now - window, at)
+  local left = rem - since + math.max(expired, 0)
+  local reserve = margin + math.floor(limit * (1 - share))
+  if left <= reserve then
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    local wait = oldest[2] and (tonumber(oldest[2]) + window - now) or 1
+    return {0, tostring(math.min(math.max(wait, 0.05), 1))}
+  end
+end
+acq = acq + 1
+redis.call('HSET', KEYS[2], 'acq', acq)
+redis.call('ZADD', KEYS[1], now, tostring(now) .. ':' .. acq)
+redis.call('EXPIRE', KEYS[1], math.ceil(window * 2))
+return {acq, 0}
+"""
+
+# ARGV: now, ticket, remaining, seconds a learned limit counts, window. Keeps the reading of the
+# newest request answered, and the highest limit it shows.
+_OBSERVE = """
+local now, ticket, rem = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local learned_for, window = tonumber(ARGV[4]), tonumber(ARGV[5])
+local obs = tonumber(redis.call('HGET', KEYS[2], 'obs') or '0') or 0
+if ticket <= obs then return 0 end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local ours = redis.call('ZCARD', KEYS[1])
+redis.call('HSET', KEYS[2], 'obs', ticket, 'remaining', rem, 'at', now, 'win_at_obs', ours)
+local seen = rem + ours
+local learned = tonumber(redis.call('HGET', KEYS[2], 'limit') or '')
+local learned_at = tonumber(redis.call('HGET', KEYS[2], 'limit_at') or '0') or 0
+if not learned or seen >= learned or now - learned_at >= learned_for then
+  redis.call('HSET', KEYS[2], 'limit', seen, 'limit_at', now)
+end
+return 1
+"""
+
+# ARGV: until, window. A 429: every process waits until then.
+_HOLD = """
+local till = tonumber(ARGV[1])
+local hold = tonumber(redis.call('HGET', KEYS[2], 'hold_until') or '0') or 0
+if till > hold then redis.call('HSET', KEYS[2], 'hold_until', till) end
+-- nothing is left until then; the reading lapses when the hold does
+redis.call('HSET', KEYS[2], 'remaining', 0, 'at', till - tonumber(ARGV[2]), 'obs',
+           redis.call('HGET', KEYS[2], 'acq') or 0, 'win_at_obs', redis.call('ZCARD', KEYS[1]))
+return 1
+"""
+
 
 class Priority(Enum):
-    """Who is asking, and the share of the window it may fill."""
+    """Who is asking, and the share of the budget it may fill."""
 
     TRIGGER = 1.0  # reading a work item a human just moved
     STATUS = 0.85  # mirroring a stage to Plane
@@ -43,46 +130,90 @@ class RateBudget:
         key: str,
         *,
         per_minute: int,
+        margin: int | None = None,
         max_wait_s: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        share: float = 1.0,
+        window_s: float = WINDOW_S,
     ) -> None:
         self.per_minute = per_minute
+        # Requests of the server's remaining left unspent: what another client on the
+        # same key may spend between two of our answers.
+        self.margin = margin if margin is not None else max(2, math.ceil(per_minute * 0.05))
         self.max_wait_s = max_wait_s
+        self.share = share
+        self.window_s = window_s  # Plane's is a minute; tests compress it
         self._client = client
         self._key = key
         self._sleep = sleep
-        self.limit = per_minute
-        self._limiter = WindowRateLimiter(  # type: ignore[no-untyped-call]
-            RedisBackend(client=client), key, limit=per_minute, window=60
-        )
+        self._clock = clock
+        self._keys = [f"{key}:window", f"{key}:state"]
+        self._acquire = client.register_script(_ACQUIRE)
+        self._observe = client.register_script(_OBSERVE)
+        self._hold = client.register_script(_HOLD)
+
+    @property
+    def limit(self) -> int:
+        """Requests per window this caller may fill (as configured; more once learned)."""
+        return max(1, int(self.per_minute * self.share))
 
     def at(self, priority: Priority) -> RateBudget:
-        """The same window, for a caller of `priority` (it stops at its share)."""
-        budget = RateBudget(
+        """The same budget, for a caller of `priority` (it stops at its share)."""
+        return RateBudget(
             self._client,
             self._key,
             per_minute=self.per_minute,
+            margin=self.margin,
             max_wait_s=self.max_wait_s,
             sleep=self._sleep,
+            clock=self._clock,
+            share=priority.share,
+            window_s=self.window_s,
         )
-        budget.limit = max(1, int(self.per_minute * priority.share))
-        budget._limiter = WindowRateLimiter(  # type: ignore[no-untyped-call]
-            RedisBackend(client=self._client), self._key, limit=budget.limit, window=60
-        )
-        return budget
 
-    def try_acquire(self) -> bool:
-        with self._limiter.acquire(raise_on_failure=False) as acquired:
-            return bool(acquired)
+    def _try(self) -> tuple[int, float]:
+        args = [
+            self._clock(),
+            self.share,
+            self.margin,
+            self.per_minute,
+            LEARNED_FOR_S,
+            self.window_s,
+        ]
+        ticket, wait = self._acquire(keys=self._keys, args=args)
+        return int(ticket), float(wait)
 
-    def acquire(self) -> float:
-        """Block until a request may be sent; return the seconds waited."""
+    def try_acquire(self) -> int:
+        """A ticket if a request may be sent now, else 0 (nothing taken)."""
+        return self._try()[0]
+
+    def acquire(self) -> int:
+        """Block until a request may be sent; returns its ticket."""
         start = time.monotonic()
-        while not self.try_acquire():
+        while True:
+            ticket, wait = self._try()
+            if ticket:
+                return ticket
             waited = time.monotonic() - start
             if waited >= self.max_wait_s:
                 raise TemporaryError(
                     f"Plane request budget ({self.per_minute}/min) exhausted for {waited:.0f}s"
                 )
-            self._sleep(0.2 + random.random() * 0.3)
-        return time.monotonic() - start
+            pause = min(max(wait, 0.05), 1.0) * (0.8 + 0.4 * random.random())
+            self._sleep(min(pause, max(self.max_wait_s - waited, 0.01)))
+
+    def observe(self, ticket: int, remaining: int) -> None:
+        """The server's `X-RateLimit-Remaining` in the answer to the request of `ticket`."""
+        args = [self._clock(), ticket, remaining, LEARNED_FOR_S, self.window_s]
+        self._observe(keys=self._keys, args=args)
+
+    def hold(self, seconds: float) -> None:
+        """Plane answered 429: no process sends before `seconds` from now."""
+        now = self._clock()
+        self._hold(keys=self._keys, args=[now + max(seconds, 0.0), self.window_s])
+
+    def state(self) -> dict[str, str]:
+        """The shared state (for `planeflow status` and the benches)."""
+        raw = self._client.hgetall(self._keys[1])
+        return {str(k): str(v) for k, v in raw.items()}

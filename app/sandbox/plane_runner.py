@@ -91,6 +91,7 @@ def make_sandbox(
     *,
     workspace: str = "acme",
     rate_limit: int | None = 60,
+    rate_window_s: float = 60.0,
     webhook_retries: int = 5,
     webhook_backoff_s: float = 1.0,
     bot_key: str = BOT_KEY,
@@ -99,6 +100,7 @@ def make_sandbox(
     sandbox = SandboxPlane(
         new_world(workspace, bot_key=bot_key, human_key=human_key),
         rate_limit=rate_limit,
+        rate_window_s=rate_window_s,
         sender=WebhookSender(retries=webhook_retries, backoff_s=webhook_backoff_s),
     )
     sandbox.human_key = human_key

@@ -20,15 +20,22 @@ class SandboxPlane:
     """World + webhook sender + rate limiter + fault injection, served by `make_app`."""
 
     def __init__(
-        self, world: World, *, rate_limit: int | None = 60, sender: WebhookSender | None = None
+        self,
+        world: World,
+        *,
+        rate_limit: int | None = 60,
+        sender: WebhookSender | None = None,
+        rate_window_s: float = 60.0,
     ) -> None:
         self.world = world
         self.lock = threading.RLock()
         self.rate_limit = rate_limit
+        self.rate_window_s = rate_window_s  # Plane's is a minute; tests compress it
         self.sender = sender or WebhookSender()
         # project id, work item id or "*" -> "500" | "404" | "garbage" | "slow:S" | "lose_answer"
         self.faults: dict[str, str] = {}
         self.request_log: list[tuple[str, str]] = []
+        self.refused: dict[str, int] = {}  # 429s answered, per API key
         self._hits: dict[str, deque[float]] = {}
         world.on_event = self._on_event
         self.human_key: str | None = None
@@ -67,24 +74,30 @@ class SandboxPlane:
 
     # -- rate limit -------------------------------------------------------------------
     def check_rate(self, key: str) -> dict[str, str]:
-        """Count one request; raise 429 past the limit; return the rate headers."""
+        """Count one request; raise 429 past the limit; return the rate headers.
+
+        As Plane 1.3.1: a sliding window per key; `X-RateLimit-Reset` is a window from
+        now (recordings: the answer's time + 61 s), `Retry-After` when the oldest
+        request of the window leaves it.
+        """
         if self.rate_limit is None:
             return {}
         now = time.time()
+        window = self.rate_window_s
         hits = self._hits.setdefault(key, deque())
-        while hits and hits[0] <= now - 60:
+        while hits and hits[0] <= now - window:
             hits.popleft()
         if len(hits) >= self.rate_limit:
-            retry = max(math.ceil(hits[0] + 60 - now), 1)
+            retry = max(math.ceil(hits[0] + window - now), 1)
+            self.refused[key] = self.refused.get(key, 0) + 1
             raise SandboxError(
                 429,
                 {"error_code": 5900, "error_message": "RATE_LIMIT_EXCEEDED"},
             ) from _RetryAfter(retry)
         hits.append(now)
-        reset = int((hits[0] if hits else now) + 60)
         return {
             "X-RateLimit-Remaining": str(self.rate_limit - len(hits)),
-            "X-RateLimit-Reset": str(reset),
+            "X-RateLimit-Reset": str(int(now + window) + 1),
         }
 
     def info(self) -> dict[str, Any]:

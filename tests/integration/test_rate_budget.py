@@ -23,7 +23,7 @@ CALLER = textwrap.dedent("""
     budget = RateBudget(client, "pf:plane:rate", per_minute=int(sys.argv[2]))
     while not client.exists("race:go"):
         time.sleep(0.001)
-    print(json.dumps(sum(budget.try_acquire() for _ in range(int(sys.argv[3])))))
+    print(json.dumps(sum(bool(budget.try_acquire()) for _ in range(int(sys.argv[3])))))
 """)
 
 
@@ -53,7 +53,7 @@ def test_client_waits_for_budget_instead_of_hitting_429(
     real_redis: redis.Redis, sandbox_plane: SandboxPlaneRunner
 ) -> None:
     sandbox_plane.sandbox.rate_limit = 5
-    budget = RateBudget(real_redis, "pf:plane:rate", per_minute=5, max_wait_s=0.3)
+    budget = RateBudget(real_redis, "pf:plane:rate", per_minute=5, margin=0, max_wait_s=0.3)
     counts: dict[str, int] = {}
 
     def count(name: str) -> None:
