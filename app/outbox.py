@@ -32,6 +32,7 @@ from app.domain.results import TimelineKind
 from app.domain.stages import Stage
 from app.outbox_store import OutboxStore
 from app.plane.client import PlaneClient
+from app.plane.ratelimit import Priority, RateBudget
 from app.plane.status import STAGE_STATUS_KEY, StateResolver
 from app.projects import Project, Registry
 from app.store import Store
@@ -80,6 +81,7 @@ class OutboxFlusher:
         self.registry = registry
         self.notify = notify
         self.clock = clock
+        self._passing: RateBudget | None = None
 
     def flush(self, task_id: str) -> FlushReport:
         lock = self.outbox.lock(task_id)
@@ -209,9 +211,15 @@ class OutboxFlusher:
         return plan
 
     def status_budget_free(self) -> int:
-        """A budget ticket if a status write may go now (-1: no budget at all), else 0."""
+        """A budget ticket if a passed stage's status may be shown now (-1: no budget at
+        all), else 0: only while half the budget is free, so on a busy board the latest
+        statuses and the comments keep their room."""
         budget = self.status_client.budget
-        return -1 if budget is None else budget.try_acquire()
+        if budget is None:
+            return -1
+        if self._passing is None:
+            self._passing = budget.at(Priority.PASSING)
+        return self._passing.try_acquire()
 
     def _write_status(
         self, task: Task, project: Project, key: str, state_id: str, *, ticket: int

@@ -6,7 +6,8 @@ field is validated here so a bad registry fails at start with the field named.
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -131,3 +132,26 @@ class Registry(_Strict):
 
     def get(self, name: str) -> Project | None:
         return self.projects.get(name)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no TOML for {type(value).__name__}")
+
+
+def registry_toml(projects: dict[str, dict[str, Any]]) -> str:
+    """A registry file's text for `projects` (name -> fields; inline tables keep it short)."""
+    lines: list[str] = []
+    for name, body in projects.items():
+        lines.append(f"[projects.{name}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in body.items()]
+    return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from app.config import Settings
 from app.plane.webhooks import signature
-from app.projects import Registry
+from app.projects import Registry, registry_toml
 from app.sandbox.plane_render import render_item_webhook
 from app.sandbox.plane_runner import BOT_KEY, DEMO_PROJECT_ID, SandboxPlaneRunner
 from app.sandbox.plane_world import Item, Project
@@ -186,27 +186,9 @@ def pipeline_project(remote: Path, health_url: str, **overrides: Any) -> dict[st
     return project
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(type(value))
-
-
 def write_registry(path: Path, projects: dict[str, dict[str, Any]]) -> Path:
-    """A registry file for processes started by a test (inline tables keep it short)."""
-    lines = []
-    for name, body in projects.items():
-        lines.append(f"[projects.{name}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in body.items()]
-    path.write_text("\n".join(lines) + "\n")
+    """A registry file for processes started by a test."""
+    path.write_text(registry_toml(projects))
     return path
 
 

@@ -16,7 +16,8 @@ The budget follows both:
 
 Priorities share the budget: a lower priority stops earlier (its share of the limit,
 and a larger reserve of the server's remaining), so under congestion reads for human
-triggers go first, then status writes, then comments (`RateBudget.at`).
+triggers go first, then status writes, then comments, and the stages a task has already
+passed are shown only while half the budget is free (`RateBudget.at`).
 
 Each grant is a *ticket* (a sequence number); the client reports the answer with its
 ticket (`observe`), so an answer that arrives late never overwrites a newer reading.
@@ -115,8 +116,9 @@ class Priority(Enum):
     """Who is asking, and the share of the budget it may fill."""
 
     TRIGGER = 1.0  # reading a work item a human just moved
-    STATUS = 0.85  # mirroring a stage to Plane
-    COMMENT = 0.7  # milestone comments
+    STATUS = 0.85  # mirroring a task's stage to Plane
+    COMMENT = 0.7  # the review and closing comments
+    PASSING = 0.5  # a stage the task has already left, shown only on a quiet board
 
     @property
     def share(self) -> float:
