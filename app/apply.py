@@ -6,8 +6,9 @@ MULTI/EXEC it finishes the job that ended, cancels the task's other active job i
 decision says so, moves the task (fields, stage sets, the outbox's stage list, the
 timeline), creates the next stage's job, and queues the decision's comments and status
 in the Plane outbox (or drops what waited there). Right after, the repo's deploy slot
-is freed if the decision says so. Nothing here talks to Plane or the queue: the caller
-sends the new job and wakes the outbox flusher once the lock is released.
+is freed if the decision says so, and its merge slot when the task leaves `merge`.
+Nothing here talks to Plane or the queue: the caller sends the new job and wakes the
+outbox flusher once the lock is released.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ def apply_decision(
                 continue
         if decision.effects.free_deploy_slot:
             store.release_deploy_slot(task.repo, task_id)
+        if task.stage is Stage.MERGE and decision.stage is not Stage.MERGE:
+            store.release_merge_slot(task.repo, task_id)  # the next card may merge
         return Applied(moved, new_job, decision)
 
 

@@ -58,6 +58,10 @@ class StageEnd:
             return project.deploy_timeout_s
         if stage is Stage.MONITORING:
             return project.health_window_s + 60
+        if stage is Stage.MERGE:  # may resolve a conflict and run the gates again
+            developer = project.agents.get("developer")
+            agent_s = developer.time_limit_s if developer is not None else 0
+            return agent_s + sum(g.timeout_s for g in project.gates) + 600.0
         return 600.0
 
     # -- after the stage work -----------------------------------------------------------

@@ -87,6 +87,11 @@ class Keys:
         """One deploying task per repo: held from awaiting_deploy to the end of monitoring."""
         return f"{self.prefix}lock:deploy:{repo}"
 
+    def merge_lock(self, repo: str) -> str:
+        """One merging task per repo (the merge queue): held while its branch is brought
+        up to date, a conflict resolved, the gates re-run and the merge pushed."""
+        return f"{self.prefix}lock:merge:{repo}"
+
     def slots(self, scope: str) -> str:
         """Sorted set: running jobs in a concurrency scope (global, project:x, repo:y)."""
         return f"{self.prefix}slots:{scope}"

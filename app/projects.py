@@ -74,6 +74,10 @@ class Project(_Strict):
     max_rework: int = Field(default=3, ge=0)
     budget: Budget = Field(default_factory=Budget)
     merge_wait_s: float = Field(default=1800, gt=0)  # how long merge waits for CI
+    # A merge conflict is resolved by the developer agent inside the repo's merge slot,
+    # at most this many times per task (apart from max_rework); then the task blocks.
+    max_conflict_rework: int = Field(default=3, ge=0)
+    reapprove_after_conflict: bool = False  # after a resolution, back to review
     states: dict[str, str] = Field(default_factory=dict)  # logical key -> Plane state name
     webhook_secret: SecretStr | None = None  # overrides ORCH_PLANE_WEBHOOK_SECRET
     self_hosting: bool = False

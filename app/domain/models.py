@@ -70,6 +70,7 @@ class Task(_Record):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     rework_count: int = 0
+    conflict_rework_count: int = 0  # merge conflicts resolved by the developer agent
     failed_stage: Stage | None = None  # where a blocked task resumes
     blocked_reason: str | None = None
     active_job_id: str | None = None

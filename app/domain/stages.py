@@ -37,6 +37,7 @@ class Outcome(StrEnum):
     RESUME = "resume"  # start trigger on a blocked task
     CANCEL = "cancel"  # Plane state in group `cancelled`, or the work item deleted
     ABORT = "abort"  # the work cannot go on (budget used up, job lost, project gone)
+    REAPPROVE = "reapprove"  # a merge conflict was resolved: the human approves again
 
 
 TERMINAL_STAGES: Final = frozenset({Stage.DONE, Stage.BLOCKED, Stage.CANCELLED})
@@ -77,6 +78,9 @@ STAGE_TRANSITIONS: Final[dict[Stage, dict[Outcome, Stage]]] = {
     Stage.MERGE: {
         Outcome.SUCCESS: Stage.AWAITING_DEPLOY,
         Outcome.FAILURE: Stage.BLOCKED,
+        # gates failed on the head that resolved a conflict; capped by max_rework
+        Outcome.REWORK: Stage.DEVELOPMENT,
+        Outcome.REAPPROVE: Stage.REVIEW,  # `reapprove_after_conflict = true`
         **_ABORT,
         **_CANCEL,
     },

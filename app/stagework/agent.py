@@ -78,8 +78,14 @@ def run_agent(
     role: str,
     command: AgentCommand,
     worktree: Path,
+    *,
+    feedback: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> ProcessResult:
-    """Run the role's agent once per job: a recorded result is returned, not re-run."""
+    """Run the role's agent once per job: a recorded result is returned, not re-run.
+
+    `feedback` replaces the task's own (a merge conflict to resolve); `extra_env` adds
+    to the PF_* variables."""
     if job.agent_result:
         log.info("job %s: agent already finished before a restart; not run again", job.id)
         return ProcessResult(**json.loads(job.agent_result))
@@ -88,7 +94,9 @@ def run_agent(
     files.mkdir(parents=True, exist_ok=True)
     issue_file, feedback_file = files / "issue.md", files / "feedback.md"
     issue_file.write_text(_issue_text(ctx, task, project), encoding="utf-8")
-    feedback_file.write_text(task.feedback or "", encoding="utf-8")
+    feedback_file.write_text(
+        feedback if feedback is not None else task.feedback or "", encoding="utf-8"
+    )
     env = agent_env(
         os.environ,
         {
@@ -100,6 +108,7 @@ def run_agent(
             "PF_FEEDBACK_FILE": str(feedback_file),
             "PF_ISSUE_FILE": str(issue_file),
             "PF_ROLE": role,
+            **(extra_env or {}),
         },
     )
     result = run_process(

@@ -127,24 +127,46 @@ class JobsMixin(StoreBase):
         """Mark a job cancelled (its runner stops the agent when it sees this)."""
         return self.finish_job(job_id, "cancelled", state=JobState.CANCELLED)
 
-    # -- deploy slot -------------------------------------------------------------
-    def _deploy_lock(self, repo: str, ttl_s: float = 3600) -> Any:
-        return self.r.lock(self.keys.deploy_lock(repo), timeout=ttl_s, thread_local=False)
-
+    # -- deploy and merge slots --------------------------------------------------
     def take_deploy_slot(self, repo: str, task_id: str, ttl_s: float) -> str | None:
-        """Hold the repo's deploy slot for the task (idempotent); else return its holder.
-
-        redis-py's Lock with the task id as its token: the slot outlives the job that
-        took it and is released by whichever job ends the task's deploy.
-        """
-        if self._deploy_lock(repo, ttl_s).acquire(blocking=False, token=task_id):
-            return None
-        holder = self.r.get(self.keys.deploy_lock(repo))
-        return None if holder == task_id else (holder or "?")
+        """Hold the repo's deploy slot for the task (idempotent); else return its holder."""
+        return self._take_slot(self.keys.deploy_lock(repo), task_id, ttl_s)
 
     def release_deploy_slot(self, repo: str, task_id: str) -> None:
         """Free the slot if this task holds it; never another task's."""
-        lock = self._deploy_lock(repo)
+        self._release_slot(self.keys.deploy_lock(repo), task_id)
+
+    def take_merge_slot(self, repo: str, task_id: str, ttl_s: float) -> str | None:
+        """Hold the repo's merge slot for the task (its TTL renewed when it holds it
+        already); else return the holder."""
+        return self._take_slot(self.keys.merge_lock(repo), task_id, ttl_s, renew=True)
+
+    def release_merge_slot(self, repo: str, task_id: str) -> None:
+        self._release_slot(self.keys.merge_lock(repo), task_id)
+
+    def merge_slot_holder(self, repo: str) -> str | None:
+        holder = self.r.get(self.keys.merge_lock(repo))
+        return str(holder) if holder else None
+
+    def _take_slot(
+        self, key: str, task_id: str, ttl_s: float, *, renew: bool = False
+    ) -> str | None:
+        """redis-py's Lock with the task id as its token: the slot outlives the job that
+        took it and is released by whichever job ends the task's use of it."""
+        lock = self.r.lock(key, timeout=ttl_s, thread_local=False)
+        if lock.acquire(blocking=False, token=task_id):
+            return None
+        holder = self.r.get(key)
+        if holder != task_id:
+            return holder or "?"
+        if renew:
+            lock.local.token = task_id
+            with suppress(LockError):  # lost meanwhile: the next look takes it again
+                lock.reacquire()
+        return None
+
+    def _release_slot(self, key: str, task_id: str) -> None:
+        lock = self.r.lock(key, timeout=3600, thread_local=False)
         lock.local.token = task_id
         with suppress(LockError):  # not held, or held by another task
             lock.release()

@@ -2,10 +2,16 @@
 
 With feedback (a failed gate, a rejection, a reviewer), it records the feedback it got
 in docs/work-items/<WI>/feedback-<n>.md so you can see it arrived.
+
+At merge, when the default branch conflicts (`PF_MERGE_CONFLICT` lists the files, the
+merge is in progress in the worktree), it keeps the default branch's side of each
+conflicting file and redoes its own change on top.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 from _common import env, feedback, issue_text, obey_markers, report_tokens, work_dir
@@ -13,6 +19,12 @@ from _common import env, feedback, issue_text, obey_markers, report_tokens, work
 obey_markers("development")
 repo = Path(env("PF_REPO_DIR"))
 wi = env("PF_WORK_ITEM")
+conflicted = [f for f in os.environ.get("PF_MERGE_CONFLICT", "").splitlines() if f]
+for name in conflicted:  # the default branch's side ("theirs" in this merge) ...
+    subprocess.run(["git", "checkout", "--theirs", "--", name], cwd=repo, check=True)
+    subprocess.run(["git", "add", "--", name], cwd=repo, check=True)
+if conflicted:
+    print(f"merge conflict in {', '.join(conflicted)}: redoing the change on top", flush=True)
 notes = feedback()
 folder = work_dir()
 if notes:

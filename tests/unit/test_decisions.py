@@ -26,6 +26,7 @@ EVENTS: dict[str, Event] = {
     "success": StageEnded(Outcome.SUCCESS, "ok"),
     "failure": StageEnded(Outcome.FAILURE, "agent failed"),
     "rework": StageEnded(Outcome.REWORK, "gate failed"),
+    "reapprove": StageEnded(Outcome.REAPPROVE, "conflict resolved"),
     "approved": VerdictGiven(True, "webhook"),
     "rejected": VerdictGiven(False, "webhook", feedback="fix it"),
     "abort": Aborted("budget used up"),
@@ -50,6 +51,8 @@ LEGAL: dict[tuple[Stage, str], Stage] = {
     (S.REVIEW, "rework"): S.DEVELOPMENT,
     (S.MERGE, "success"): S.AWAITING_DEPLOY,
     (S.MERGE, "failure"): S.BLOCKED,
+    (S.MERGE, "rework"): S.DEVELOPMENT,  # gates failed after a conflict resolution
+    (S.MERGE, "reapprove"): S.REVIEW,
     (S.AWAITING_DEPLOY, "success"): S.DEPLOYING,
     (S.DEPLOYING, "success"): S.MONITORING,
     (S.DEPLOYING, "failure"): S.BLOCKED,
