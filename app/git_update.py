@@ -54,20 +54,21 @@ def update_branch(repo: Repo, path: Path) -> Conflict | None:
 
 
 def finish_resolution(repo: Repo, path: Path, message: str) -> str | None:
-    """Commit the agent's resolution; the reason it cannot be, or None when done."""
-    left = unmerged(path)
-    if left:
-        return f"still conflicted: {', '.join(left)}"
+    """Commit the agent's resolution (a conflicted file it fixed but did not stage is
+    staged); the reason it cannot be, or None when done."""
     with repo.locked():
-        git(["add", "-A"], path)
         found = git(
-            ["grep", "-n", "-I", "--cached", "-e", f"^{MARKERS[0]}", "-e", f"^{MARKERS[1]}"],
+            ["grep", "-n", "-I", "-e", f"^{MARKERS[0]}", "-e", f"^{MARKERS[1]}"],
             path,
             check=False,
         )
         if found.returncode == 0:
             where = sorted({line.split(":", 1)[0] for line in found.stdout.splitlines()})
             return f"conflict markers left in: {', '.join(where)}"
+        git(["add", "-A"], path)
+        left = unmerged(path)
+        if left:
+            return f"still conflicted: {', '.join(left)}"
         in_merge = git(["rev-parse", "-q", "--verify", "MERGE_HEAD"], path, check=False)
         staged = git(["diff", "--cached", "--quiet"], path, check=False).returncode != 0
         if in_merge.returncode == 0 or staged:
