@@ -62,7 +62,11 @@ class Settings(BaseSettings):
     reconcile_interval_s: int = 60
     reconcile_grace_s: int = 120  # younger changes are delayed, not lost: leave them
     reconcile_margin_s: int = 300  # incremental scans reach back this far past the watermark
-    reconcile_full_every: int = 10  # every Nth pass of a project lists all its work items
+    # The reconciler keeps to this share of ORCH_PLANE_RATE_PER_MIN on average, stretching
+    # its pass interval when there are many projects.
+    reconcile_budget_share: float = 0.4
+    reconcile_page_size: int = 1000  # the rolling scan reads a page at a time
+    reconcile_cover_s: float = 900.0  # the rolling scan sees every item once in this long
     reconcile_lock_ttl_s: int = 300
     scheduler_tick_s: float = 15.0  # how often the leader offers due passes
     webhook_silence_s: int = 600  # replays but no webhook this long: webhook likely disabled

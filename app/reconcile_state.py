@@ -24,6 +24,13 @@ class ReconcileState:
     last_replayed: int = 0
     last_replay_at: str = ""
     last_error: str = ""
+    rolling_cursor: str = ""  # the rolling scan's next page ("" = from the start)
+    rolling_since: str = ""  # when the rolling scan's current round began (ISO)
+    covered_in_s: float | None = None  # how long the last whole round took
+    round_pages: int = 0  # pages read in the current round so far
+    last_round_pages: int = 0  # pages a whole round took last time (0: not known yet)
+    rolling_next_at: float = 0.0  # epoch seconds: the next page is due then
+    calls_avg: float | None = None  # API calls per pass, smoothed (for the budget share)
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> ReconcileState:
@@ -39,6 +46,13 @@ class ReconcileState:
             last_replayed=int(data.get("last_replayed") or 0),
             last_replay_at=data.get("last_replay_at", ""),
             last_error=data.get("last_error", ""),
+            rolling_cursor=data.get("rolling_cursor", ""),
+            rolling_since=data.get("rolling_since", ""),
+            covered_in_s=float(data["covered_in_s"]) if data.get("covered_in_s") else None,
+            round_pages=int(data.get("round_pages") or 0),
+            last_round_pages=int(data.get("last_round_pages") or 0),
+            rolling_next_at=float(data.get("rolling_next_at") or 0),
+            calls_avg=float(data["calls_avg"]) if data.get("calls_avg") else None,
         )
 
 
@@ -64,16 +78,48 @@ class ReconcileStateStore:
     def advance(self, project: str, watermark: datetime, passes: int) -> None:
         self._set(project, watermark=watermark.isoformat(), passes=passes)
 
+    def roll(self, project: str, cursor: str | None, at: datetime, cover_s: float) -> None:
+        """The rolling scan read a page: `cursor` is the next one (None: the round is
+        complete, the next pass starts the next round). The next page is due so that a
+        round takes about `cover_s` (at once while the round's length is not known)."""
+        state = self.get(project)
+        since = state.rolling_since or at.isoformat()
+        pages = state.round_pages + 1
+        known = pages if cursor is None else state.last_round_pages
+        next_at = at.timestamp() + (cover_s / known if known else 0.0)
+        if cursor is None:
+            took = (at - datetime.fromisoformat(since)).total_seconds()
+            self._set(
+                project,
+                rolling_cursor="",
+                rolling_since="",
+                covered_in_s=took,
+                round_pages=0,
+                last_round_pages=pages,
+                rolling_next_at=next_at,
+            )
+        else:
+            self._set(
+                project,
+                rolling_cursor=cursor,
+                rolling_since=since,
+                round_pages=pages,
+                rolling_next_at=next_at,
+            )
+
     def note_replay(self, project: str, at: datetime) -> None:
         self._set(project, last_replay_at=at.isoformat())
 
     def record_pass(
         self, project: str, at: datetime, api_calls: int, replayed: int, error: str | None
     ) -> None:
+        before = self.get(project).calls_avg
+        average = api_calls if before is None else 0.7 * before + 0.3 * api_calls
         self._set(
             project,
             last_pass_at=at.isoformat(),
             last_api_calls=api_calls,
+            calls_avg=round(average, 3),
             last_replayed=replayed,
             last_error=error or "",
         )

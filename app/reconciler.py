@@ -1,8 +1,12 @@
 """The reconciler: per project, observe Plane, compare with Redis, replay what was missed.
 
 A pass lists the project's work items newest first (Plane has no server-side state
-filter), stopping at the last pass's watermark minus a margin; every Nth pass is a
-full scan. Items in trigger states that were updated before the grace period and
+filter), stopping at the last pass's watermark minus a margin — one call for an idle
+project — and, when one is due, a page of the *rolling* scan (by creation, pages spaced
+so that a round sees every item once in `reconcile_cover_s`). Passes are spaced so the
+reconciler keeps to its share of the Plane budget (`reconcile_budget_share`), however
+many projects there are. Items in trigger states that were updated before the grace
+period and
 whose task has no active job are replayed through `EventProcessor.route` — the same
 handlers as webhooks, so a replay and a late webhook cannot both act. It also
 repairs status drift (Layer B) and sweeps jobs whose runner died. One project's
@@ -40,7 +44,8 @@ ClientFactory = Callable[[Callable[[str], None]], PlaneClient]
 @dataclass
 class PassReport:
     project: str
-    full_scan: bool = False
+    rolled: bool = False  # the rolling scan read a page
+    round_done: bool = False  # ... its last: every item was seen once since the round began
     api_calls: int = 0
     scanned: int = 0
     replayed: int = 0
@@ -55,8 +60,9 @@ class PassReport:
         if not self.ran:
             return f"{self.project}: skipped (a pass is already running)"
         skipped = ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())) or "none"
+        rolling = " + rolling page" + (" (round complete)" if self.round_done else "")
         return (
-            f"{self.project}: {'full' if self.full_scan else 'incremental'} scan, "
+            f"{self.project}: incremental scan{rolling if self.rolled else ''}, "
             f"{self.scanned} item(s), {self.api_calls} API call(s), "
             f"{self.replayed} replayed, {self.repaired} status repaired, "
             f"{self.items_checked} item(s) checked, {self.deleted} cancelled as deleted, "
@@ -106,17 +112,33 @@ class Reconciler:
     def sweep_worktrees(self) -> int:
         return self.sweeps.sweep_worktrees()
 
+    def share_interval_s(self) -> float:
+        """Seconds between two passes of a project for all the projects' passes together
+        to keep to the reconciler's share of the budget (their calls per pass, smoothed)."""
+        settings = self.settings
+        calls = sum(
+            self.state.get(p.name).calls_avg or 2.0 for p in self.registry.projects.values()
+        )
+        per_min = max(settings.reconcile_budget_share * settings.plane_rate_per_min, 0.1)
+        return calls / per_min * 60.0
+
+    def interval_s(self) -> float:
+        """The configured interval, stretched when there are too many projects for it."""
+        return max(float(self.settings.reconcile_interval_s), self.share_interval_s())
+
     def due_projects(self) -> list[Project]:
         """Projects whose next pass is due; marks them scheduled (the fan-out step)."""
         due = []
         now = self.clock()
+        share = self.share_interval_s()
+        spaced = max(float(self.settings.reconcile_interval_s), share)
         for project in self.registry.projects.values():
             state = self.state.get(project.name)
             if state.next_due > now:
                 continue
-            interval = self.settings.reconcile_interval_s
-            if state.webhooks_silent:
-                interval = max(interval // 4, 15)  # webhooks look lost: look more often
+            interval = spaced
+            if state.webhooks_silent:  # webhooks look lost: look more often, within share
+                interval = max(self.settings.reconcile_interval_s // 4, 15, share)
             self.state.schedule(project.name, now + interval)
             due.append(project)
         return due
@@ -152,25 +174,30 @@ class Reconciler:
 
         state = self.state.get(project.name)
         passes, watermark = state.passes, state.watermark
-        report.full_scan = watermark is None or passes % self.settings.reconcile_full_every == 0
         margin = max(self.settings.reconcile_margin_s, self.settings.reconcile_grace_s + 60)
-        bound = (
-            None
-            if report.full_scan or watermark is None
-            else (watermark - timedelta(seconds=margin))
-        )
         started = self.now()
+        # The first pass looks back one margin; what is older, the rolling scan sees.
+        bound = (watermark or started) - timedelta(seconds=margin)
         with self.plane_factory(count) as client:
             resolver = StateResolver(client, self.store, ttl_s=self.settings.plane_states_ttl_s)
             states = resolver.resolve(project)
-            items = list(
+            recent = list(
                 client.iter_work_items(
                     project.plane_project_id,
-                    per_page=MAX_PER_PAGE,  # Plane allows 1000: 10x fewer calls on a full scan
-                    order_by="-updated_at",
+                    per_page=MAX_PER_PAGE,  # Plane allows 1000
                     updated_after=bound,
                 )
             )
+            page: list[WorkItem] = []
+            cursor: str | None = None
+            if self.clock() >= state.rolling_next_at:  # the rolling scan's next page is due
+                page, cursor = client.work_items_page(
+                    project.plane_project_id,
+                    cursor=state.rolling_cursor or None,
+                    per_page=self.settings.reconcile_page_size,
+                )
+                report.rolled, report.round_done = True, cursor is None
+            items = list({item.id: item for item in [*page, *recent]}.values())
             tasks = {
                 t.plane_issue_id: t for t in self.store.list_tasks() if t.project == project.name
             }
@@ -189,6 +216,8 @@ class Reconciler:
                 self._consider(item, trigger, project, tasks.get(item.id), report)
         self._repair_drift(states, items, tasks, report)
         self.state.advance(project.name, started, passes + 1)
+        if report.rolled:
+            self.state.roll(project.name, cursor, started, self.settings.reconcile_cover_s)
 
     def _recheck_later(self, project: Project) -> None:
         """A suspected deletion is confirmed by a pass at least `deleted_confirm_s` later."""

@@ -134,11 +134,15 @@ class Services:
 
     @cached_property
     def reconciler(self) -> Reconciler:
+        def listing_client(count: Callable[[str], None]) -> PlaneClient:
+            # background reads: they leave room for triggers and status writes
+            return self.plane_client(count).at_priority(Priority.COMMENT)
+
         return Reconciler(
             self.settings,
             self.store,
             self.registry,
-            self.plane_client,
+            listing_client,
             self.events,
             self.outbox,
             self.dispatcher,

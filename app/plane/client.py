@@ -249,6 +249,25 @@ class PlaneClient:
                 return
             yield item
 
+    def work_items_page(
+        self,
+        project_id: str,
+        *,
+        cursor: str | None = None,
+        per_page: int = MAX_PER_PAGE,
+        order_by: str = "created_at",
+    ) -> tuple[list[WorkItem], str | None]:
+        """One page of the listing (the reconciler's rolling scan): its items and the
+        cursor of the next page, None after the last."""
+        path = self._path(project_id, "work-items")
+        params: dict[str, Any] = {"per_page": min(per_page, MAX_PER_PAGE), "order_by": order_by}
+        if cursor:
+            params["cursor"] = cursor
+        page: Page = self._parse(Page, self.request("GET", path, params=params), path)
+        items = [self._parse(WorkItem, raw, path) for raw in page.results]
+        more = page.next_page_results and page.next_cursor
+        return items, (page.next_cursor if more else None)
+
     def get_work_item(self, project_id: str, item_id: str) -> WorkItem:
         path = self._path(project_id, "work-items", item_id)
         item: WorkItem = self._parse(

@@ -3,6 +3,7 @@ comments, activities and the state history the tests read."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,11 +39,12 @@ class WorldBase:
         self.projects: dict[str, Project] = {}
         self.on_event = on_event
         self.history: dict[str, list[tuple[str, str]]] = {}  # item -> [(state, actor)]
-        self._clock = datetime.now(UTC)
+        self.wall: Callable[[], datetime] = lambda: datetime.now(UTC)  # benches simulate it
+        self._clock = self.wall()
 
     # -- time: strictly increasing, so updated_at orders every change ---------------
     def now(self) -> datetime:
-        current = datetime.now(UTC)
+        current = self.wall()
         self._clock = max(current, self._clock + timedelta(microseconds=1))
         return self._clock
 
@@ -215,7 +217,7 @@ class WorldBase:
     def backdate(self, project_id: str, item_id: str, seconds: float) -> None:
         """Test helper: pretend the item was last updated `seconds` ago."""
         item = self.item(self.project(project_id), item_id)
-        item.updated_at = datetime.now(UTC) - timedelta(seconds=seconds)
+        item.updated_at = self.wall() - timedelta(seconds=seconds)
 
     def state_history(self, item_id: str) -> list[str]:
         return [name for name, _ in self.history.get(item_id, [])]

@@ -52,10 +52,14 @@ def delete(runner: SandboxPlaneRunner, task: Any) -> None:
 
 
 def not_listed(services: Services, runner: SandboxPlaneRunner, task: Any) -> None:
-    """Incremental passes from now on, and the item untouched for an hour: not listed."""
+    """Incremental passes from now on, no rolling page due, and the item untouched for an
+    hour: not listed."""
     runner.sandbox.world.backdate(demo_project(runner).id, task.plane_issue_id, 3600)
     key = services.store.keys.reconcile_state("demo")
-    services.store.r.hset(key, mapping={"watermark": utcnow().isoformat(), "passes": 1})
+    services.store.r.hset(
+        key,
+        mapping={"watermark": utcnow().isoformat(), "passes": 1, "rolling_next_at": 4e9},
+    )
 
 
 def a_pass(services: Services, clock: Clock) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from actors.scheduler import Scheduler
 from app.domain.models import JobState
 from app.domain.stages import Stage
+from app.projects import Registry
 from app.queue import Dispatcher, make_redis_broker
 from app.sandbox.plane_runner import SandboxPlaneRunner
 from app.sandbox.plane_world import CLASSIC_STATES, Item
@@ -49,6 +51,10 @@ def report_for(services: Services, name: str = "demo") -> Any:
     report = services.reconciler.reconcile_project(services.registry.projects[name])
     flush_outbox(services)
     return report
+
+
+def due_page(services: Services, name: str = "demo") -> None:
+    services.store.r.hset(services.store.keys.reconcile_state(name), "rolling_next_at", 0)
 
 
 def task_of(services: Services, item: Item) -> Any:
@@ -144,22 +150,29 @@ def test_every_project_is_polled_with_its_own_states(
     assert demo_ip != old_ip
 
 
-def test_pagination_finds_a_trigger_on_the_last_page(
+def test_the_rolling_scan_finds_a_trigger_on_the_last_page(
     services: Services, sandbox_plane: SandboxPlaneRunner
 ) -> None:
     world = sandbox_plane.sandbox.world
     project = demo_project(sandbox_plane)
     human = world.user_for_key(sandbox_plane.sandbox.human_key or "")
     with sandbox_plane.sandbox.lock:
-        target = world.create_item(
-            project, {"name": "deep", "state": project.state_by_name("To Analyse").id}, human
-        )
-        world.backdate(project.id, target.id, 3000)  # oldest update: last page
         for n in range(2050):
             world.create_item(project, {"name": f"filler {n}"}, human)
-    report = report_for(services)
-    assert report.full_scan and report.scanned == 2054 and report.replayed == 1
-    assert report.api_calls == 1 + 3  # states + three pages of 1000
+        target = world.create_item(  # created last: the last page by creation
+            project, {"name": "deep", "state": project.state_by_name("To Analyse").id}, human
+        )
+    for item_id in project.items:  # nothing recent: only the rolling scan sees them
+        world.backdate(project.id, item_id, 3000)
+    first, second, third = (report_for(services) for _ in range(3))
+    assert [r.api_calls for r in (first, second, third)] == [3, 2, 2]  # states once
+    assert [r.scanned for r in (first, second, third)] == [1000, 1000, 54]
+    assert (first.replayed, second.replayed, third.replayed) == (0, 0, 1)
+    assert third.round_done and task_of(services, target) is not None
+    state = services.reconciler.state.get("demo")
+    assert state.last_round_pages == 3 and state.covered_in_s is not None
+    # the next round's pages are spaced out over reconcile_cover_s
+    assert state.rolling_next_at > time.time() + services.settings.reconcile_cover_s / 3 - 5
 
 
 def test_incremental_pass_of_an_idle_project_costs_one_call(
@@ -169,9 +182,27 @@ def test_incremental_pass_of_an_idle_project_costs_one_call(
     for item_id in project.items:
         sandbox_plane.sandbox.world.backdate(project.id, item_id, 3600)
     first = report_for(services)
-    assert first.full_scan
+    assert first.rolled and first.round_done  # three items: one page
     second = report_for(services)
-    assert not second.full_scan and second.api_calls == 1 and second.scanned == 0
+    assert not second.rolled and second.api_calls == 1 and second.scanned == 0
+
+
+def test_passes_are_spaced_to_keep_the_budget_share(make_services: Any) -> None:
+    many = {
+        f"p{n}": {
+            "plane_project_id": f"00000000-0000-4000-8000-{n:012d}",
+            "repo": f"r{n}",
+            "work_item_prefix": f"P{n}",
+        }
+        for n in range(30)
+    }
+    services = make_services(Registry.model_validate({"projects": many}))
+    for name in many:  # each pass: one listing and, on average, one rolling page
+        services.store.r.hset(services.store.keys.reconcile_state(name), "calls_avg", 2.0)
+    # 30 projects x 2 calls at 40 % of 50/min = 20 calls a minute: a pass every 3 minutes
+    assert services.reconciler.interval_s() == pytest.approx(180.0)
+    one = make_services(Registry.model_validate({"projects": {"p0": many["p0"]}}))
+    assert one.reconciler.interval_s() == one.settings.reconcile_interval_s  # not stretched
 
 
 def test_plane_down_for_one_project_does_not_stop_another(
@@ -203,7 +234,7 @@ def test_drift_is_repaired(services: Services, sandbox_plane: SandboxPlaneRunner
     services.store.finish_job(task.active_job_id, "success")
     services.store.move_task(task.id, Stage.DEVELOPMENT, "test")  # status write "lost"
     sandbox_plane.sandbox.world.backdate(demo_project(sandbox_plane).id, item.id, 600)
-    services.store.r.hset(services.store.keys.reconcile_state("demo"), "passes", 10)  # full
+    due_page(services)  # the rolling scan's next page is due
     report = report_for(services)
     assert report.repaired == 1
     assert sandbox_plane.sandbox.world.state_history(item.id)[-1] == "In Progress"
@@ -285,7 +316,8 @@ def test_replays_without_webhooks_warn_and_shorten_the_interval(
     reconciler = services.reconciler
     assert "demo" in [p.name for p in reconciler.due_projects()]
     next_due = float(services.store.r.hget(key, "next_due"))
-    assert next_due - reconciler.clock() <= services.settings.reconcile_interval_s // 4 + 1
+    sooner = max(services.settings.reconcile_interval_s // 4, reconciler.share_interval_s())
+    assert next_due - reconciler.clock() <= sooner + 1 < services.settings.reconcile_interval_s
     # webhooks come back: the meter clears
     services.store.r.hset(services.store.keys.webhooks_last, "demo", datetime.now(UTC).isoformat())
     report_for(services)
@@ -332,7 +364,7 @@ def test_a_blocked_task_resumes_only_on_a_move_made_after_the_block(
             demo_project(sandbox_plane).state_by_name("In Progress").id
         )
     world.backdate(demo_project(sandbox_plane).id, item.id, 600)
-    services.store.r.hset(services.store.keys.reconcile_state("demo"), "passes", 10)  # full
+    due_page(services)  # the rolling scan's next page is due
     report = report_for(services)
     assert report.replayed == 0 and report.skipped["in step"] == 1
     assert task_of(services, item).stage is Stage.BLOCKED
