@@ -11,6 +11,7 @@ change nothing. The reconciler replays through `route`, the same path.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -70,8 +71,7 @@ class EventProcessor:
             log.warning("event %s ignored: %s", event_id, invalid)
             return ignored(invalid)
         self.store.clear_fold(issue_id, event_id)
-        own = self.pipeline.own_user_id
-        if own and payload.get("actor_id") == own:
+        if payload.get("actor_id") in self.pipeline.own_users:
             return self._echo(issue_id, source)
         # Until this human move is handled, the outbox does not write over it.
         self.store.human_event_started(issue_id, event_id)
@@ -205,3 +205,30 @@ def own_user_id(configured: str | None, store: Store, plane: PlaneClient) -> str
         return None
     store.remember_own_user(me)
     return me
+
+
+def own_users(default: str | None, store: Store, plane: PlaneClient) -> frozenset[str]:
+    """Every Plane user planeflow writes as: the default key's and each project key's
+    (each asked once from `users/me`, then kept in Redis), for echo suppression."""
+    users = {default} if default else set()
+    asked: set[str] = set()
+    for project_id, key in plane.project_keys.items():
+        digest = key_digest(key.api_key)
+        known = store.key_user(digest)
+        if known is None and digest not in asked:
+            asked.add(digest)
+            client = plane.for_key(project_id)
+            try:
+                known = client.me().id if client is not None else None
+            except (PlaneError, TemporaryError) as exc:
+                log.warning("cannot discover the Plane user of a project's key: %s", exc)
+            if known:
+                store.remember_key_user(digest, known)
+        if known:
+            users.add(known)
+    return frozenset(users | store.own_users())
+
+
+def key_digest(api_key: str) -> str:
+    """A short, stable name for an API key (never the key itself in Redis or logs)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]

@@ -147,7 +147,12 @@ class Ingest:
     # -- the script ----------------------------------------------------------------------
     async def record(self, entries: list[Entry]) -> list[Answer]:
         """Run the batch script; raises a Redis error (or TimeoutError) when Redis fails."""
-        keys: list[str] = [self.keys.events, self.keys.webhooks_last, self.keys.plane_me]
+        keys: list[str] = [
+            self.keys.events,
+            self.keys.webhooks_last,
+            self.keys.plane_me,
+            self.keys.plane_users,
+        ]
         args: list[Any] = [
             self.events_maxlen,
             self.delivery_ttl_s,

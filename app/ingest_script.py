@@ -50,10 +50,10 @@ local maxlen, ttl, fold_ttl, own_cfg = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local n = tonumber(ARGV[5])
 local names = {{{_NAMES}}}
 local nf = #names
-local me = redis.call('GET', KEYS[3])
+local me = redis.call('GET', KEYS[3])  -- our default Plane user; KEYS[4]: all of ours
 local out = {{}}
 for i = 1, n do
-  local k = 3 + (i - 1) * {_KEYS_PER_EVENT}
+  local k = 4 + (i - 1) * {_KEYS_PER_EVENT}
   local marker, fold_key, qlist, qmsgs = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local snap_key = KEYS[k + 5]
   local a = 5 + (i - 1) * {_ARGS_PER_EVENT}
@@ -64,7 +64,8 @@ for i = 1, n do
   if existing then
     out[i] = '0|' .. existing .. '|'
   else
-    local own = actor ~= '' and (actor == own_cfg or actor == me)
+    local own = actor ~= '' and (actor == own_cfg or actor == me
+                                 or redis.call('SISMEMBER', KEYS[4], actor) == 1)
     local into = false
     if fold == '1' then
       local queued = redis.call('GET', fold_key)

@@ -156,6 +156,17 @@ class Keys:
         return f"{self.prefix}plane:me"
 
     @property
+    def plane_users(self) -> str:
+        """Set: every Plane user planeflow writes as (the default key's and each project
+        key's), so echoes of any of them are recognised."""
+        return f"{self.prefix}plane:users"
+
+    @property
+    def plane_key_users(self) -> str:
+        """Hash: API key digest -> the Plane user it belongs to (asked once per key)."""
+        return f"{self.prefix}plane:key-users"
+
+    @property
     def webhooks_last(self) -> str:
         """Hash: project -> ISO time of the last webhook received for it."""
         return f"{self.prefix}webhooks:last"

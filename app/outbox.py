@@ -81,7 +81,7 @@ class OutboxFlusher:
         self.registry = registry
         self.notify = notify
         self.clock = clock
-        self._passing: RateBudget | None = None
+        self._passing: dict[str, RateBudget] = {}
 
     def flush(self, task_id: str) -> FlushReport:
         lock = self.outbox.lock(task_id)
@@ -160,7 +160,7 @@ class OutboxFlusher:
             plan = self._plan(task, project, moved)
             for index, (key, state_id) in enumerate(plan):
                 last = index == len(plan) - 1
-                ticket = 0 if last else self.status_budget_free()
+                ticket = 0 if last else self.status_budget_free(project)
                 if not last and not ticket:
                     continue  # coalesced: the budget would make us wait
                 self._write_status(task, project, key, state_id, ticket=ticket)
@@ -210,16 +210,17 @@ class OutboxFlusher:
                 plan.append((key, state_id))
         return plan
 
-    def status_budget_free(self) -> int:
+    def status_budget_free(self, project: Project) -> int:
         """A budget ticket if a passed stage's status may be shown now (-1: no budget at
-        all), else 0: only while half the budget is free, so on a busy board the latest
-        statuses and the comments keep their room."""
-        budget = self.status_client.budget
+        all), else 0: only while half the budget (the project's key's) is free, so on a
+        busy board the latest statuses and the comments keep their room."""
+        budget = self.status_client.budget_for(project.plane_project_id)
         if budget is None:
             return -1
-        if self._passing is None:
-            self._passing = budget.at(Priority.PASSING)
-        return self._passing.try_acquire()
+        passing = self._passing.get(project.plane_project_id)
+        if passing is None:
+            passing = self._passing[project.plane_project_id] = budget.at(Priority.PASSING)
+        return passing.try_acquire()
 
     def _write_status(
         self, task: Task, project: Project, key: str, state_id: str, *, ticket: int

@@ -64,6 +64,7 @@ class Pipeline:
     plane: PlaneClient
     jobs: JobSender
     own_user_id: str | None = None
+    own_users: frozenset[str] = frozenset()  # every user planeflow writes as (echoes)
 
     # -- start / resume --------------------------------------------------------------
     def handle_status_start(
@@ -188,7 +189,7 @@ class Pipeline:
             return ""
         since = task.review_started_at
         return "\n\n".join(
-            strip_html(c.comment_html) for c in comments if _is_feedback(c, since, self.own_user_id)
+            strip_html(c.comment_html) for c in comments if _is_feedback(c, since, self.own_users)
         )
 
     # -- cancel -----------------------------------------------------------------------
@@ -236,9 +237,9 @@ def run_after(actions: list[Callable[[], object]]) -> None:
             log.warning("follow-up failed: %s", exc)
 
 
-def _is_feedback(comment: Comment, since: datetime | None, own_user_id: str | None) -> bool:
+def _is_feedback(comment: Comment, since: datetime | None, own: frozenset[str]) -> bool:
     author = comment.actor or comment.created_by
-    if own_user_id and author == own_user_id:
+    if author in own:
         return False
     return since is None or comment.created_at >= since
 

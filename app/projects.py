@@ -80,6 +80,8 @@ class Project(_Strict):
     reapprove_after_conflict: bool = False  # after a resolution, back to review
     states: dict[str, str] = Field(default_factory=dict)  # logical key -> Plane state name
     webhook_secret: SecretStr | None = None  # overrides ORCH_PLANE_WEBHOOK_SECRET
+    # This project's own Plane API key (overrides ORCH_PLANE_API_TOKEN): its own budget.
+    plane_api_token: SecretStr | None = None
     self_hosting: bool = False
 
     @field_validator("states")

@@ -14,7 +14,7 @@ from typing import Any
 from app.caps import Caps
 from app.config import Settings, load_registry
 from app.domain.errors import ConfigError
-from app.events import EventProcessor, own_user_id
+from app.events import EventProcessor, key_digest, own_user_id, own_users
 from app.forge.base import Forge
 from app.forge.gitea import GiteaForge
 from app.forge.gitremote import GitRemoteForge
@@ -22,7 +22,7 @@ from app.jobs import JobRunner
 from app.outbox import OutboxFlusher, PlaneOutbox
 from app.outbox_store import OutboxStore
 from app.pipeline import Pipeline
-from app.plane.client import PlaneClient
+from app.plane.client import PlaneClient, ProjectKey
 from app.plane.ratelimit import Priority, RateBudget
 from app.plane.status import StateResolver
 from app.projects import Project, Registry
@@ -65,6 +65,26 @@ class Services:
         )
 
     @cached_property
+    def project_keys(self) -> dict[str, ProjectKey]:
+        """Projects with their own Plane API key: each key with its own budget."""
+        default = self.settings.plane_api_token.get_secret_value()
+        budgets: dict[str, RateBudget] = {}
+        out: dict[str, ProjectKey] = {}
+        for project in self.registry.projects.values():
+            token = project.plane_api_token.get_secret_value() if project.plane_api_token else ""
+            if not token or token == default:
+                continue
+            digest = key_digest(token)
+            if digest not in budgets:
+                budgets[digest] = RateBudget(
+                    self.client,
+                    f"{self.settings.keys.plane_rate}:{digest}",
+                    per_minute=self.settings.plane_rate_per_min,
+                )
+            out[project.plane_project_id] = ProjectKey(token, budgets[digest])
+        return out
+
+    @cached_property
     def plane(self) -> PlaneClient:
         return self.plane_client(self.store.incr_counter)
 
@@ -79,6 +99,7 @@ class Services:
             retries=s.plane_retries,
             budget=self.budget,
             count=count,
+            project_keys=self.project_keys,
         )
 
     @cached_property
@@ -119,7 +140,8 @@ class Services:
     @cached_property
     def pipeline(self) -> Pipeline:
         own = own_user_id(self.settings.plane_user_id, self.store, self.plane)
-        return Pipeline(self.store, self.outbox, self.plane, self.dispatcher, own)
+        users = own_users(own, self.store, self.plane)
+        return Pipeline(self.store, self.outbox, self.plane, self.dispatcher, own, users)
 
     @cached_property
     def events(self) -> EventProcessor:

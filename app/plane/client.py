@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +37,12 @@ def _no_count(name: str) -> None:
     return None
 
 
+@dataclass(frozen=True)
+class ProjectKey:
+    api_key: str
+    budget: RateBudget | None
+
+
 class PlaneClient:
     def __init__(
         self,
@@ -51,11 +58,16 @@ class PlaneClient:
         sleep: Callable[[float], None] = time.sleep,
         backoff_base_s: float = 0.5,
         max_retry_after_s: float = 60.0,
+        project_keys: dict[str, ProjectKey] | None = None,
     ) -> None:
         self.workspace = workspace
         self.retries = retries
         self.budget = budget
+        # Plane project id -> its own API key and that key's budget (registry
+        # `plane_api_token`); other projects use `api_key` and `budget`.
+        self.project_keys = dict(project_keys or {})
         self._prepaid = 0
+        self._key: str | None = None  # set by `for_key`: sent instead of the default
         self.count = count
         self._sleep = sleep
         self._backoff_base_s = backoff_base_s
@@ -70,6 +82,22 @@ class PlaneClient:
     def close(self) -> None:
         self._http.close()
 
+    def budget_for(self, project_id: str | None) -> RateBudget | None:
+        """The budget a request about `project_id` spends (its key's)."""
+        own = self.project_keys.get(project_id or "")
+        return own.budget if own is not None else self.budget
+
+    def for_key(self, project_id: str) -> PlaneClient | None:
+        """This client speaking as the project's own key (None: the project has none)."""
+        own = self.project_keys.get(project_id)
+        if own is None:
+            return None
+        other = copy.copy(self)
+        other.project_keys = {}
+        other.budget = own.budget
+        other._key = own.api_key
+        return other
+
     def prepaid(self, ticket: int) -> PlaneClient:
         """This client for one request whose budget was already taken (`try_acquire`'s
         ticket): its first attempt does not ask the budget again."""
@@ -82,6 +110,10 @@ class PlaneClient:
         other = copy.copy(self)
         if self.budget is not None:
             other.budget = self.budget.at(priority)
+        other.project_keys = {
+            pid: ProjectKey(k.api_key, k.budget.at(priority) if k.budget else None)
+            for pid, k in self.project_keys.items()
+        }
         if retries is not None:
             other.retries = retries
         return other
@@ -119,18 +151,31 @@ class PlaneClient:
         return self._backoff(attempt)
 
     def request(
-        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        project_id: str | None = None,
     ) -> Any:
-        """One API call with retries; returns parsed JSON (None for an empty body)."""
+        """One API call with retries; returns parsed JSON (None for an empty body).
+
+        `project_id`: the project the call is about, whose own key (if it has one) is
+        sent and whose budget is spent."""
         what = f"{method} {path}"
+        own = self.project_keys.get(project_id or "")
+        budget = own.budget if own is not None else self.budget
+        key = own.api_key if own is not None else self._key
+        headers = {"X-API-Key": key} if key else None
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             ticket, self._prepaid = self._prepaid, 0
-            if not ticket and self.budget is not None:
-                ticket = self.budget.acquire()
+            if not ticket and budget is not None:
+                ticket = budget.acquire()
             self.count("plane_calls")
             try:
-                resp = self._http.request(method, path, params=params, json=json)
+                resp = self._http.request(method, path, params=params, json=json, headers=headers)
             except httpx.InvalidURL as exc:  # the same request fails the same way again
                 raise PlaneError(f"{what}: invalid request: {exc}", retryable=False) from exc
             except httpx.TransportError as exc:  # connect errors and timeouts
@@ -139,15 +184,15 @@ class PlaneClient:
                     raise PlaneError(f"{what}: {type(exc).__name__}: {exc}") from exc
                 self._sleep(self._backoff(attempt))
                 continue
-            self._observe(ticket, resp)
+            self._observe(budget, ticket, resp)
             if resp.status_code == 429:
                 self.count("plane_429")
                 wait = self._retry_after(resp, attempt)
-                if self.budget is not None:
-                    self.budget.hold(wait)  # every process waits, not only this one
+                if budget is not None:
+                    budget.hold(wait)  # every process waits, not only this one
                 if last:
                     raise PlaneError(f"{what}: rate limited (429)", 429)
-                if self.budget is None:
+                if budget is None:
                     self._sleep(wait)
                 continue
             if resp.status_code >= 500:
@@ -170,15 +215,16 @@ class PlaneClient:
                 raise PlaneError(f"{what}: answer is not JSON", resp.status_code) from exc
         raise PlaneError(f"{what}: no attempt made")  # retries < 0
 
-    def _observe(self, ticket: int, resp: httpx.Response) -> None:
+    @staticmethod
+    def _observe(budget: RateBudget | None, ticket: int, resp: httpx.Response) -> None:
         """Tell the budget what the server says is left for the key."""
         header = resp.headers.get("X-RateLimit-Remaining")
-        if ticket and self.budget is not None and header is not None:
+        if ticket and budget is not None and header is not None:
             try:
                 remaining = int(header)
             except ValueError:
                 return
-            self.budget.observe(ticket, remaining)
+            budget.observe(ticket, remaining)
 
     def _parse(self, model: Any, data: Any, what: str) -> Any:
         try:
@@ -186,13 +232,16 @@ class PlaneClient:
         except ValidationError as exc:
             raise PlaneError(f"{what}: unexpected answer shape: {exc.errors()[0]['msg']}") from exc
 
-    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _pages(
+        self, path: str, params: dict[str, Any], project_id: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         cursor: str | None = None
         while True:
             query = dict(params)
             if cursor:
                 query["cursor"] = cursor
-            page: Page = self._parse(Page, self.request("GET", path, params=query), path)
+            answer = self.request("GET", path, params=query, project_id=project_id)
+            page: Page = self._parse(Page, answer, path)
             yield from page.results
             # next_cursor is set even on the last page: next_page_results decides.
             if not page.next_page_results or not page.next_cursor:
@@ -210,14 +259,15 @@ class PlaneClient:
         path = self._path(project_id, "states")
         return [
             self._parse(PlaneState, raw, path)
-            for raw in self._pages(path, {"per_page": MAX_PER_PAGE})
+            for raw in self._pages(path, {"per_page": MAX_PER_PAGE}, project_id)
         ]
 
     def create_state(self, project_id: str, name: str, group: str, color: str) -> PlaneState:
         """Create a state; an existing name (409) answers with the existing state."""
         path = self._path(project_id, "states")
         try:
-            data = self.request("POST", path, json={"name": name, "group": group, "color": color})
+            body = {"name": name, "group": group, "color": color}
+            data = self.request("POST", path, json=body, project_id=project_id)
         except PlaneError as exc:
             if exc.status != 409:
                 raise
@@ -243,7 +293,7 @@ class PlaneClient:
             order_by = "-updated_at"
         if order_by:
             params["order_by"] = order_by
-        for raw in self._pages(path, params):
+        for raw in self._pages(path, params, project_id):
             item: WorkItem = self._parse(WorkItem, raw, path)
             if updated_after is not None and item.updated_at < updated_after:
                 return
@@ -263,7 +313,8 @@ class PlaneClient:
         params: dict[str, Any] = {"per_page": min(per_page, MAX_PER_PAGE), "order_by": order_by}
         if cursor:
             params["cursor"] = cursor
-        page: Page = self._parse(Page, self.request("GET", path, params=params), path)
+        answer = self.request("GET", path, params=params, project_id=project_id)
+        page: Page = self._parse(Page, answer, path)
         items = [self._parse(WorkItem, raw, path) for raw in page.results]
         more = page.next_page_results and page.next_cursor
         return items, (page.next_cursor if more else None)
@@ -271,19 +322,23 @@ class PlaneClient:
     def get_work_item(self, project_id: str, item_id: str) -> WorkItem:
         path = self._path(project_id, "work-items", item_id)
         item: WorkItem = self._parse(
-            WorkItem, self.request("GET", path, params={"expand": "state"}), path
+            WorkItem,
+            self.request("GET", path, params={"expand": "state"}, project_id=project_id),
+            path,
         )
         return item
 
     def patch_work_item(self, project_id: str, item_id: str, **fields: Any) -> WorkItem:
         path = self._path(project_id, "work-items", item_id)
-        item: WorkItem = self._parse(WorkItem, self.request("PATCH", path, json=fields), path)
+        answer = self.request("PATCH", path, json=fields, project_id=project_id)
+        item: WorkItem = self._parse(WorkItem, answer, path)
         return item
 
     def list_comments(self, project_id: str, item_id: str) -> list[Comment]:
         path = self._path(project_id, "work-items", item_id, "comments")
         return [
-            self._parse(Comment, raw, path) for raw in self._pages(path, {"per_page": MAX_PER_PAGE})
+            self._parse(Comment, raw, path)
+            for raw in self._pages(path, {"per_page": MAX_PER_PAGE}, project_id)
         ]
 
     def create_comment(
@@ -305,7 +360,7 @@ class PlaneClient:
             "external_source": external_source,
         }
         try:
-            data = self.request("POST", path, json=body)
+            data = self.request("POST", path, json=body, project_id=project_id)
         except PlaneError as exc:
             if exc.status != 409:
                 raise

@@ -26,7 +26,24 @@ class SharedMixin(StoreBase):
         return str(value) if value else None
 
     def remember_own_user(self, user_id: str) -> None:
-        self.r.set(self.keys.plane_me, user_id)
+        with self.r.pipeline() as pipe:
+            pipe.set(self.keys.plane_me, user_id)
+            pipe.sadd(self.keys.plane_users, user_id)
+            pipe.execute()
+
+    def key_user(self, key_digest: str) -> str | None:
+        """The Plane user of an API key (by its digest), as asked before."""
+        value = self.r.hget(self.keys.plane_key_users, key_digest)
+        return str(value) if value else None
+
+    def remember_key_user(self, key_digest: str, user_id: str) -> None:
+        with self.r.pipeline() as pipe:
+            pipe.hset(self.keys.plane_key_users, key_digest, user_id)
+            pipe.sadd(self.keys.plane_users, user_id)
+            pipe.execute()
+
+    def own_users(self) -> set[str]:
+        return {str(u) for u in self.r.smembers(self.keys.plane_users)}
 
     # -- Plane states cache (app.plane.status.StateResolver) --------------------------
     def cached_states(self, project: str) -> str | None:
