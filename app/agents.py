@@ -85,7 +85,8 @@ def run_process(
     def reader() -> None:
         assert proc.stdout is not None
         for line in iter(proc.stdout.readline, b""):
-            _count_tokens(line, tokens)
+            if _count_tokens(line, tokens):
+                continue  # planeflow's own report line: not the agent's output
             chunks.append(line)
             size[0] += len(line)
             while size[0] > tail_bytes and len(chunks) > 1:
@@ -126,11 +127,13 @@ def _kill_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
             continue
 
 
-def _count_tokens(line: bytes, tokens: list[int]) -> None:
+def _count_tokens(line: bytes, tokens: list[int]) -> bool:
+    """Count a `{"planeflow": {"tokens": N}}` line; True when the line was one."""
     if b'"planeflow"' not in line:
-        return
+        return False
     try:
         data = json.loads(line)
         tokens[0] += int(data["planeflow"]["tokens"])
     except (ValueError, KeyError, TypeError):
-        pass
+        return False
+    return True

@@ -83,6 +83,15 @@ class Settings(BaseSettings):
     job_max_attempts: int = 3  # a job lost this many times blocks its task
     job_resend_after_s: float = 300.0  # a queued job not started this long is sent again
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"{value!r} is not a Redis URL (redis://host:port/db, rediss://..., unix://...)"
+            )
+        return value
+
     @field_validator("projects_file", "repos_dir", "spool_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
@@ -110,8 +119,9 @@ def load_registry(path: Path) -> Registry:
         raise ConfigError(f"{path}: {describe_validation_error(exc)}") from exc
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """Render pydantic errors as `project 'web': field 'repo' is required; ...`."""
+def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str:
+    """Render pydantic errors as `project 'web': field 'repo' is required; ...` (with
+    `env_prefix`, a setting is named by its variable: `ORCH_REDIS_URL ...`)."""
     parts: list[str] = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
@@ -121,7 +131,9 @@ def describe_validation_error(exc: ValidationError) -> str:
             loc = loc[2:]
         field = ".".join(loc) or "(top level)"
         msg = "is required" if err["type"] == "missing" else err["msg"]
-        parts.append(f"{where}field {field!r} {msg}")
+        msg = msg.removeprefix("Value error, ")
+        named = f"{env_prefix}{field.upper()}" if env_prefix else f"field {field!r}"
+        parts.append(f"{where}{named} {msg}" if not env_prefix else f"{named}: {msg}")
     return "; ".join(parts)
 
 
@@ -129,4 +141,4 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        raise ConfigError(f"environment: {describe_validation_error(exc)}") from exc
+        raise ConfigError(describe_validation_error(exc, "ORCH_")) from exc

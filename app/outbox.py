@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 Notify = Callable[[str, int | None], object]  # (task id, delay in ms)
 MAX_BACKOFF_S = 60.0
+HUMAN_STATUSES = frozenset({"code_review", "blocked"})  # a human's turn
 HUMAN_MOVE_WAIT_S = 1.0
 
 
@@ -76,6 +77,9 @@ class OutboxFlusher:
         self.store = store
         self.outbox = outbox
         self.status_client = status_client
+        # A status that asks a human to act (review, blocked) goes before the progress
+        # of automated stages: at the priority of a trigger read.
+        self.human_client = status_client.at_priority(Priority.TRIGGER)
         self.comment_client = comment_client
         self.resolver = resolver
         self.registry = registry
@@ -226,7 +230,8 @@ class OutboxFlusher:
         self, task: Task, project: Project, key: str, state_id: str, *, ticket: int
     ) -> None:
         """`ticket`: the budget already taken for it (0: the client waits for the budget)."""
-        client = self.status_client.prepaid(ticket) if ticket else self.status_client
+        waiting = self.human_client if key in HUMAN_STATUSES else self.status_client
+        client = self.status_client.prepaid(ticket) if ticket else waiting
         client.patch_work_item(project.plane_project_id, task.plane_issue_id, state=state_id)
         self.store.update_task(
             task.id, status_key=key, status_sync_ok=True, plane_state_id=state_id

@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from app import preflight
 from app.cli.formatting import redacted_url
 from app.config import Settings, load_registry
-from app.domain.errors import ConfigError
-from app.projects import Registry
+from app.domain.errors import ConfigError, PlaneflowError
 from app.store import connect
 
 Command = Callable[[argparse.Namespace, Settings], int]
-
-
-def check_webhook_secrets(settings: Settings, registry: Registry) -> None:
-    if settings.plane_webhook_secret.get_secret_value():
-        return
-    bare = [p.name for p in registry.projects.values() if p.webhook_secret is None]
-    if bare:
-        raise ConfigError(
-            "ORCH_PLANE_WEBHOOK_SECRET is not set and project(s) "
-            f"{', '.join(bare)} have no webhook_secret: every Plane webhook "
-            "would be refused (401)"
-        )
 
 
 def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
@@ -34,10 +23,10 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     from app.web import create_app
 
     registry = load_registry(settings.projects_file)
-    check_webhook_secrets(settings, registry)
+    preflight.require(settings, registry, preflight.WEB)
     client = connect(settings.redis_url)
     app = create_app(settings, registry=registry, redis_client=client)
-    host, port = args.host or settings.web_host, args.port or settings.web_port
+    host, port = listen_address(args, settings, os.environ)
     print(
         f"planeflow web on http://{host}:{port} (redis {redacted_url(settings.redis_url)}, "
         f"{len(registry.projects)} project(s))",
@@ -47,9 +36,28 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
         aioweb.run_app(
             app, host=host, port=port, print=None, access_log=None, loop=new_event_loop()
         )
+    except OSError as exc:  # address in use, unknown host, no permission
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     finally:
         client.close()
     return 0
+
+
+class ListenError(PlaneflowError):
+    """The receiver cannot listen where it was told to."""
+
+
+def listen_address(
+    args: argparse.Namespace, settings: Settings, env: Mapping[str, str]
+) -> tuple[str, int]:
+    """`--host/--port` first; then a PaaS's `$PORT` (on all interfaces); then
+    `ORCH_WEB_HOST`/`ORCH_WEB_PORT`."""
+    paas = env.get("PORT", "").strip()
+    if paas and not paas.isdigit():
+        raise ConfigError(f"PORT={paas!r} is not a port number")
+    port = args.port or (int(paas) if paas else settings.web_port)
+    host = args.host or ("0.0.0.0" if paas else settings.web_host)
+    return host, port
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -64,7 +72,8 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from actors.worker import reset_metrics_dir, run_worker_process, supervise
 
-    load_registry(settings.projects_file)  # fail at start, naming the field
+    registry = load_registry(settings.projects_file)  # fail at start, naming the field
+    preflight.require(settings, registry, preflight.WORKER)
     if args.processes <= 1:
         if settings.worker_prometheus:
             reset_metrics_dir()
@@ -90,6 +99,7 @@ def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     from actors.scheduler import Scheduler
     from app.queue import Dispatcher, make_redis_broker
 
+    preflight.require(settings, load_registry(settings.projects_file), preflight.SCHEDULER)
     client = connect(settings.redis_url)
     broker = make_redis_broker(settings.redis_url)
     scheduler = Scheduler(settings, client, Dispatcher(broker), tick_s=args.tick)

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from app import preflight
 from app.cli.formatting import format_table, redacted_url
 from app.config import Settings, load_registry
 from app.domain.errors import ConfigError, PlaneflowError
@@ -29,6 +30,12 @@ def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
         for p in registry.projects.values()
     ]
     print(format_table(rows))
+    found = preflight.problems(settings, registry)
+    for problem in found:
+        print(f"ERROR: {problem}")
+    if found:
+        print(f"{len(found)} problem(s): web, worker or scheduler would refuse to start")
+        return 1
     if not args.online:
         return 0
     services = Services(settings, registry_override=registry)

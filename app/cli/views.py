@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from app.cli.formatting import format_table
 from app.config import Settings, load_registry
-from app.domain.errors import ConfigError
+from app.domain.errors import ConfigError, PlaneflowError
 from app.domain.stages import Stage
 from app.reconcile_state import ReconcileStateStore
 from app.services import Services
@@ -50,6 +50,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         )
     finally:
         services.close()
+    if args.event_id and not results:
+        raise PlaneflowError(f"no stored event {args.event_id} (see `redis-cli XRANGE pf:events`)")
     for event_id, decision in results:
         print(f"{event_id}  {decision}")
     print(f"{len(results)} event(s) replayed")

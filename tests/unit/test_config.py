@@ -89,7 +89,11 @@ def test_settings_read_orch_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.plane_api_token.get_secret_value() == "sekrit"
 
 
-def test_config_check_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_check_cli_exit_codes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("PLANE_API_TOKEN", "PLANE_WEBHOOK_SECRET", "GITEA_TOKEN", "GITEA_WEBHOOK_SECRET"):
+        monkeypatch.setenv(f"ORCH_{name}", "x")
     assert main(["config", "check", "--projects", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out
     assert "orch" in out and "ops" in out
@@ -107,3 +111,42 @@ def test_relative_data_paths_are_made_absolute_from_the_start_directory(
     assert settings.repos_dir == tmp_path / "var" / "repos"  # the default, made absolute
     assert settings.spool_dir == tmp_path / "spool-here"
     assert settings.projects_file == tmp_path / "projects.toml"
+
+
+GITEA = 'forge = "gitea"\ngitea_repo = "o/r"\n'
+
+
+@pytest.mark.parametrize(
+    ("unset", "registry", "role", "says"),
+    [
+        ("PLANE_WEBHOOK_SECRET", "", "web", "ORCH_PLANE_WEBHOOK_SECRET is not set"),
+        ("", 'webhook_secret = ""\n', "web", "project(s) p have an empty webhook_secret"),
+        ("GITEA_WEBHOOK_SECRET", GITEA, "web", "every Gitea webhook would be refused"),
+        ("GITEA_TOKEN", GITEA, "worker", "ORCH_GITEA_TOKEN is not set"),
+        ("PLANE_API_TOKEN", "", "scheduler", "ORCH_PLANE_API_TOKEN is not set and project(s) p"),
+    ],
+)
+def test_config_check_refuses_what_the_processes_refuse(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    unset: str,
+    registry: str,
+    role: str,
+    says: str,
+) -> None:
+    for name in ("PLANE_API_TOKEN", "PLANE_WEBHOOK_SECRET", "GITEA_TOKEN", "GITEA_WEBHOOK_SECRET"):
+        if name == unset:
+            monkeypatch.delenv(f"ORCH_{name}", raising=False)
+        else:
+            monkeypatch.setenv(f"ORCH_{name}", "x")
+    path = write(
+        tmp_path,
+        '[projects.p]\nplane_project_id = "00000000-0000-4000-8000-000000000001"\n'
+        f'repo = "r"\nwork_item_prefix = "P"\n{registry}',
+    )
+    monkeypatch.setenv("ORCH_PROJECTS_FILE", str(path))
+    assert main(["config", "check"]) == 1
+    assert says in capsys.readouterr().out
+    assert main([role]) == 1  # the process refuses the same, in one line
+    assert says in capsys.readouterr().err
