@@ -14,15 +14,9 @@ log = logging.getLogger(__name__)
 
 
 def process_event(payload: dict[str, Any]) -> None:
-    """A Plane event: read the work item's current state, route to a handler."""
-    decision = runtime.services().events.process(payload)
-    log.info(
-        "event %s (%s %s): %s",
-        payload.get("event_id"),
-        payload.get("event"),
-        payload.get("issue_id"),
-        decision,
-    )
+    """A Plane event: the work item's current state, routed to a handler (logged there,
+    with the work item's fields)."""
+    runtime.services().events.process(payload)
 
 
 def process_forge_event(payload: dict[str, Any]) -> None:

@@ -76,7 +76,7 @@ def run_worker_process(
     prometheus-client's multiprocess files); the one with `expose_metrics` also serves
     them on `dramatiq_prom_host:dramatiq_prom_port` (default 0.0.0.0:9191).
     """
-    logs.setup(log_level)
+    logs.setup(log_level, settings.log_format)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

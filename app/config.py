@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORCH_", extra="ignore")
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line
     key_prefix: str = "pf:"
     projects_file: Path = Path("projects.toml")
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from app import logs
 from app.domain.errors import PlaneError, TemporaryError
 from app.domain.ids import why_not_uuid
 from app.domain.models import Task
@@ -61,7 +62,6 @@ class EventProcessor:
         work item is read queues a new event instead of folding into this one.
         """
         event_id = str(payload.get("event_id", "?"))
-        source = f"webhook {event_id}"
         project = self.registry.by_plane_id(str(payload.get("project_id")))
         issue_id = payload.get("issue_id")
         if project is None or not issue_id:
@@ -71,6 +71,21 @@ class EventProcessor:
             log.warning("event %s ignored: %s", event_id, invalid)
             return ignored(invalid)
         self.store.clear_fold(issue_id, event_id)
+        task = self.store.get_task_by_issue(issue_id)
+        with logs.bind(
+            project=project.name,
+            work_item=task.work_item_id if task else None,
+            task_id=task.id if task else None,
+            stage=task.stage.value if task else None,
+        ):
+            result = self._handle(payload, project, issue_id, event_id)
+            log.info("event %s (%s %s): %s", event_id, payload.get("event"), issue_id, result)
+        return result
+
+    def _handle(
+        self, payload: dict[str, Any], project: Project, issue_id: str, event_id: str
+    ) -> Result:
+        source = f"webhook {event_id}"
         if payload.get("actor_id") in self.pipeline.own_users:
             return self._echo(issue_id, source)
         # Until this human move is handled, the outbox does not write over it.

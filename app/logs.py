@@ -1,21 +1,26 @@
 """Structured logging: every line about a task carries task_id, work_item and stage.
 
 `bind(...)` sets those fields in contextvars for the current handler/job, so
-`grep PF-12` over the logs tells the work item's story. Output is key=value text.
+`grep PF-12` over the logs tells the work item's story. Lines go to stdout, one per
+event: key=value text, or JSON lines with `ORCH_LOG_FORMAT=json` (`format=json`), each
+with `ts`, `level`, `logger`, `message`, the bound fields and, for an error, `exc`.
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 _FIELDS = ("task_id", "work_item", "stage", "project")
 _ctx: dict[str, contextvars.ContextVar[str | None]] = {
     name: contextvars.ContextVar(name, default=None) for name in _FIELDS
 }
+FORMATS = ("text", "json")
 
 
 @contextmanager
@@ -29,26 +34,47 @@ def bind(**fields: str | None) -> Iterator[None]:
             var.reset(token)
 
 
+def bound() -> dict[str, str]:
+    return {k: v for k, var in _ctx.items() if (v := var.get()) is not None}
+
+
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        parts = [f"{k}={v.get()}" for k, v in _ctx.items() if v.get() is not None]
-        record.pf_context = (" " + " ".join(parts)) if parts else ""
+        fields = bound()
+        record.pf_fields = fields
+        text = " ".join(f"{k}={v}" for k, v in fields.items())
+        record.pf_context = f" {text}" if text else ""
         return True
 
 
-def setup(level: str = "INFO") -> None:
-    """Configure the root logger once (idempotent)."""
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **getattr(record, "pf_fields", {}),
+        }
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def setup(level: str = "INFO", fmt: str = "text") -> None:
+    """Configure the root logger once (idempotent; the level and format can change)."""
     root = logging.getLogger()
-    if any(getattr(h, "_planeflow", False) for h in root.handlers):
-        root.setLevel(level)
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler._planeflow = True  # type: ignore[attr-defined]
-    handler.addFilter(_ContextFilter())
+    handler = next((h for h in root.handlers if getattr(h, "_planeflow", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stdout)
+        handler._planeflow = True  # type: ignore[attr-defined]
+        handler.addFilter(_ContextFilter())
+        root.addHandler(handler)
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s%(pf_context)s: %(message)s")
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s%(pf_context)s: %(message)s")
     )
-    root.addHandler(handler)
     root.setLevel(level)
     # One line per HTTP request is noise at INFO; failures are logged by our clients.
     for noisy in ("httpx", "httpcore", "aiohttp.access"):

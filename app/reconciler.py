@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from app import logs
 from app.config import Settings
 from app.domain.models import Task
 from app.domain.stages import FINISHED_STAGES, Stage
@@ -153,7 +154,8 @@ class Reconciler:
             self.store.incr_counter("reconcile_overlaps_skipped")
             return report
         try:
-            self._pass(project, report)
+            with logs.bind(project=project.name):
+                self._pass(project, report)
         except Exception as exc:
             report.error = f"{type(exc).__name__}: {exc}"
             log.warning("reconcile %s failed: %s", project.name, report.error)
@@ -251,9 +253,13 @@ class Reconciler:
             report.skipped["in step"] += 1
             return
         decision = self.events.route(item, project, source="reconciler replay")
-        log.info(
-            "reconcile %s: replayed %s (%s): %s", project.name, item.id, trigger.value, decision
-        )
+        now = self.store.get_task_by_issue(item.id)
+        with logs.bind(
+            work_item=now.work_item_id if now else None,
+            task_id=now.id if now else None,
+            stage=now.stage.value if now else None,
+        ):
+            log.info("reconcile: replayed %s (%s): %s", item.id, trigger.value, decision)
         report.replayed += 1
         self.store.incr_counter(f"replays:{project.name}")
         self.state.note_replay(project.name, self.now())

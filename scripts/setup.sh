@@ -8,7 +8,7 @@ PY=${PYTHON:-}
 if [ -z "$PY" ]; then
   for candidate in python3.13 python3.12 python3.11 python3; do
     if command -v "$candidate" >/dev/null 2>&1 &&
-       "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+       "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
       PY=$candidate; break
     fi
   done
@@ -16,11 +16,13 @@ fi
 [ -n "$PY" ] || { echo "setup: need Python >= 3.11 (set PYTHON=...)" >&2; exit 1; }
 
 if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $PY"
   "$PY" -m venv .venv
 fi
 extras=${PLANEFLOW_EXTRAS:-}
 stamp=.venv/.planeflow-installed${extras:+-$extras}
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing planeflow${extras:+ with [$extras]} into .venv (pip; about 30 s the first time)"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
   touch "$stamp"

@@ -69,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.model_construct(redis_url="")
     try:
         settings = load_settings()
+        logs.setup(args.log_level, settings.log_format)
         result: int = args.func(args, settings)
         return result
     except BrokenPipeError:

@@ -35,11 +35,10 @@ def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
         print(f"ERROR: {problem}")
     if found:
         print(f"{len(found)} problem(s): web, worker or scheduler would refuse to start")
-        return 1
     if not args.online:
-        return 0
+        return 1 if found else 0
     services = Services(settings, registry_override=registry)
-    errors = 0
+    errors = len(found)
     try:
         for project in registry.projects.values():
             try:

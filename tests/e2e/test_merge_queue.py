@@ -60,8 +60,6 @@ def test_cards_approved_together_on_one_repository_all_merge(
     resolved = [t for t in done if t.conflict_rework_count == 1]
     assert resolved, "the cards merged one after another without a conflict?"
     for task in resolved:
-        messages = [e["message"] for e in queue_stack.services.store.timeline(task.id)]
-        assert any("waiting for the merge slot" in m for m in messages) or task is resolved[0]
         closing = queue_stack.comments_of(task.plane_issue_id)[-1]
         assert "resolved by the developer agent" in closing and "Quality gates" in closing
     assert queue_stack.services.store.merge_slot_holder(done[0].repo) is None

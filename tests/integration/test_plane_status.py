@@ -196,6 +196,7 @@ def test_ensure_states_cli(
         "ORCH_PROJECTS_FILE": str(registry_file),
         "ORCH_PLANE_BASE_URL": sandbox_plane.base_url,
         "ORCH_PLANE_API_TOKEN": BOT_KEY,
+        "ORCH_PLANE_WEBHOOK_SECRET": "s",
         "ORCH_KEY_PREFIX": "cli-test:",
     }.items():
         monkeypatch.setenv(key, value)
