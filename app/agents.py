@@ -1,6 +1,9 @@
 """Agent and gate processes: argv only, own process group, time limit, bounded output.
 
-A command runs with cwd = the task's worktree and the PF_* environment (DESIGN 7.5).
+A command runs with cwd = the task's worktree and an allow-listed environment: PATH,
+HOME, the locale, the PF_* variables (DESIGN 7.5), its own `env` values and the worker's
+variables it names in `pass_env` — never planeflow's settings. With ORCH_AGENT_USER it
+runs as that unix user, so the worker's /proc/<pid>/environ is out of its reach.
 On time-out or cancellation the whole process group gets SIGTERM, then SIGKILL. The
 last `tail_bytes` of combined stdout/stderr are kept; a JSON line
 `{"planeflow": {"tokens": N}}` on stdout reports tokens used.
@@ -8,8 +11,10 @@ last `tail_bytes` of combined stdout/stderr are kept; a JSON line
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pwd
 import signal
 import subprocess
 import threading
@@ -18,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 EXIT_OK = 0
 EXIT_REWORK = 2
@@ -45,11 +51,44 @@ class ProcessResult:
         return f"exit {self.exit_code} after {self.duration_s:.1f}s"
 
 
-def agent_env(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
-    """The worker's environment without planeflow's own settings (secrets), plus PF_*."""
-    env = {k: v for k, v in base.items() if not k.startswith("ORCH_")}
+# What an agent or gate gets of the worker's environment; nothing else unless the
+# command names it (`pass_env`), never planeflow's own settings (ORCH_*: its secrets).
+ALLOWED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
+def agent_env(
+    base: Mapping[str, str],
+    extra: Mapping[str, str],
+    *,
+    fixed: Mapping[str, str] | None = None,
+    pass_env: Sequence[str] = (),
+) -> dict[str, str]:
+    """The allow-listed part of `base`, the variables named in `pass_env`, the command's
+    `fixed` values, then `extra` (the PF_* variables)."""
+    env = {k: base[k] for k in ALLOWED_ENV if k in base}
+    env.update({k: base[k] for k in pass_env if k in base and not k.startswith("ORCH_")})
+    env.update(fixed or {})
     env.update(extra)
     return env
+
+
+def give_to(name: str, path: Path) -> None:
+    """Make the tree at `path` belong to the unix user `name` (it runs agents there)."""
+    account = pwd.getpwnam(name)
+    for root, dirs, files in os.walk(path):
+        for entry in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            with contextlib.suppress(FileNotFoundError):
+                os.lchown(entry, account.pw_uid, account.pw_gid)
+
+
+def as_user(name: str, cwd: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Popen arguments to run as the unix user `name` (the worker is root): the working
+    tree made theirs, HOME theirs."""
+    account = pwd.getpwnam(name)
+    give_to(name, cwd)
+    env["HOME"] = account.pw_dir
+    env.setdefault("USER", name)
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
 
 def run_process(
@@ -62,19 +101,24 @@ def run_process(
     should_stop: Callable[[], bool] | None = None,
     kill_grace_s: float = 5.0,
     on_start: Callable[[int], None] | None = None,
+    user: str | None = None,
 ) -> ProcessResult:
+    """Run `argv`; with `user`, as that unix user (ORCH_AGENT_USER)."""
     started = time.monotonic()
+    env = dict(env)
     try:
+        identity = as_user(user, cwd, env) if user else {}
         proc = subprocess.Popen(
             list(argv),
             cwd=cwd,
-            env=dict(env),
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            **identity,
         )
-    except OSError as exc:  # not found, not executable: a failure like any other
+    except (OSError, KeyError) as exc:  # not found, not executable, no such user
         return ProcessResult(127, False, False, f"cannot start {argv[0]!r}: {exc}", 0.0)
     if on_start is not None:
         on_start(proc.pid)

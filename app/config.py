@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     gitea_token: SecretStr = SecretStr("")
     gitea_webhook_secret: SecretStr = SecretStr("")
 
+    # Agents, gates and deploy commands run as this unix user (the worker starts as
+    # root), so they cannot read the worker's environment (its secrets) from /proc.
+    agent_user: str | None = None
     repos_dir: Path = Path("var/repos")
     spool_dir: Path = Path("var/spool")
 

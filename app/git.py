@@ -30,7 +30,15 @@ from pathlib import Path
 from app.domain.errors import PlaneflowError
 
 log = logging.getLogger(__name__)
-IDENTITY = ("-c", "user.name=planeflow", "-c", "user.email=planeflow@localhost")
+# safe.directory: worktrees may belong to ORCH_AGENT_USER while the worker runs git.
+IDENTITY = (
+    "-c",
+    "user.name=planeflow",
+    "-c",
+    "user.email=planeflow@localhost",
+    "-c",
+    "safe.directory=*",
+)
 
 
 class GitError(PlaneflowError):

@@ -8,6 +8,8 @@ forge ones, and `planeflow config check` all of them.
 
 from __future__ import annotations
 
+import os
+import pwd
 from collections.abc import Iterable
 
 from app.config import Settings
@@ -27,6 +29,7 @@ def problems(settings: Settings, registry: Registry, roles: Iterable[str] = ALL)
         found += _plane_keys(settings, registry)
     if WORKER in wanted:
         found += _forge(settings, registry)
+        found += _agent_user(settings)
     return found
 
 
@@ -85,4 +88,17 @@ def _forge(settings: Settings, registry: Registry) -> list[str]:
             f"ORCH_GITEA_TOKEN is not set and project(s) {', '.join(gitea)} use Gitea: "
             "no pull request could be opened or merged"
         ]
+    return []
+
+
+def _agent_user(settings: Settings) -> list[str]:
+    name = settings.agent_user
+    if not name:
+        return []
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return [f"ORCH_AGENT_USER={name!r}: no such unix user"]
+    if os.geteuid() != 0:
+        return [f"ORCH_AGENT_USER={name!r} needs the worker to start as root (to run agents as it)"]
     return []

@@ -39,6 +39,16 @@ class AgentCommand(_Strict):
     argv: list[str] = Field(min_length=1)
     time_limit_s: float = Field(default=1800, gt=0)
     max_attempts: int = Field(default=3, ge=1)
+    env: dict[str, str] = Field(default_factory=dict)  # fixed values it gets
+    pass_env: list[str] = Field(default_factory=list)  # the worker's variables it gets
+
+    @field_validator("pass_env")
+    @classmethod
+    def _no_settings(cls, value: list[str]) -> list[str]:
+        own = [name for name in value if name.startswith("ORCH_")]
+        if own:
+            raise ValueError(f"never passes planeflow's own settings to agents: {own}")
+        return value
 
 
 class Budget(_Strict):
@@ -53,6 +63,7 @@ class Gate(_Strict):
     name: str = Field(min_length=1)
     argv: list[str] = Field(min_length=1)
     timeout_s: float = Field(default=600, gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
 
 
 class Project(_Strict):
@@ -67,6 +78,9 @@ class Project(_Strict):
     gates: list[Gate] = Field(default_factory=list)
     deploy: list[str] | Literal["none"] = "none"
     deploy_timeout_s: float = Field(default=900, gt=0)
+    # The worker's variables the deploy command gets (its credentials); the rest of its
+    # environment is the agents' allow-list.
+    deploy_pass_env: list[str] = Field(default_factory=list)
     health_url: str | None = None
     health_window_s: float = Field(default=60, ge=0)
     health_interval_s: float = Field(default=5, gt=0)

@@ -14,7 +14,7 @@ import signal
 import socket
 from pathlib import Path
 
-from app.agents import EXIT_TEMPORARY, ProcessResult, agent_env, run_process
+from app.agents import EXIT_TEMPORARY, ProcessResult, agent_env, give_to, run_process
 from app.domain.models import Job, Task
 from app.domain.results import TimelineKind
 from app.domain.stages import Outcome
@@ -110,7 +110,11 @@ def run_agent(
             "PF_ROLE": role,
             **(extra_env or {}),
         },
+        fixed=command.env,
+        pass_env=command.pass_env,
     )
+    if ctx.settings.agent_user:
+        give_to(ctx.settings.agent_user, files)  # the issue and feedback files
     result = run_process(
         command.argv,
         cwd=worktree,
@@ -119,6 +123,7 @@ def run_agent(
         tail_bytes=ctx.settings.agent_output_tail_kib * 1024,
         should_stop=ctx.should_stop,
         on_start=lambda pid: _record_pid(ctx, job, pid),
+        user=ctx.settings.agent_user,
     )
     ctx.store.update_job(job.id, agent_result=json.dumps(result.__dict__))
     ctx.store.add_usage(task.id, agent_seconds=result.duration_s, tokens=result.tokens)

@@ -50,6 +50,7 @@ def deploying(ctx: Context, task: Task, job: Job, project: Project) -> StageResu
             "PF_REPO_DIR": str(checkout),
             "PF_MERGED_SHA": task.merged_sha or "",
         },
+        pass_env=project.deploy_pass_env,
     )
     r = run_process(
         project.deploy,
@@ -57,6 +58,7 @@ def deploying(ctx: Context, task: Task, job: Job, project: Project) -> StageResu
         env=env,
         timeout_s=project.deploy_timeout_s,
         should_stop=ctx.should_stop,
+        user=ctx.settings.agent_user,
     )
     if r.ok:
         return StageResult(

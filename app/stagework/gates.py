@@ -39,9 +39,10 @@ def quality_gate(ctx: Context, task: Task, job: Job, project: Project) -> StageR
         r = run_process(
             gate.argv,
             cwd=worktree,
-            env=env,
+            env={**env, **gate.env},
             timeout_s=gate.timeout_s,
             should_stop=ctx.should_stop,
+            user=ctx.settings.agent_user,
         )
         results.append(
             {

@@ -6,6 +6,8 @@ conflict at merge. A real redis-server, a Dramatiq worker, webhooks from the san
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,3 +105,47 @@ def test_a_conflict_past_max_conflict_rework_blocks_with_the_reason(
     assert "merge conflict with main" in (blocked.blocked_reason or "")
     assert "max_conflict_rework (0)" in (blocked.blocked_reason or "")
     assert queue_stack.services.store.merge_slot_holder(blocked.repo) is None
+
+
+PEEK = (
+    "import os\n"
+    "print('ENV', sorted(k for k in os.environ if k.startswith('ORCH_')))\n"
+    "try:\n"
+    "    raw = open(f'/proc/{os.getppid()}/environ', 'rb').read()\n"
+    "    print('PARENT', raw.count(b'ORCH_'))\n"
+    "except OSError as exc:\n"
+    "    print('PARENT unreadable', type(exc).__name__)\n"
+)
+SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or SYSTEM_PYTHON is None or not hasattr(os, "getuid"),
+    reason="agents as another unix user need a root worker (and a python that user may run)",
+)
+def test_agents_as_another_user_see_no_secret(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    real_redis: redis.Redis,
+    sandbox_plane: SandboxPlaneRunner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORCH_PLANE_API_TOKEN", "the-plane-key")  # in the worker's /proc
+    for up in [tmp_path, *tmp_path.parents][:-1]:  # pytest's tmp dirs are private
+        up.chmod(up.stat().st_mode | 0o011)
+    peek = {"argv": [str(SYSTEM_PYTHON), "-c", PEEK], "time_limit_s": 30}
+    agents = {"analyst": peek, "developer": peek, "reviewer": peek}
+    stacks = make_stack(
+        tmp_path, redis_server, sandbox_plane, {"agent_user": "nobody"}, agents=agents, gates=[]
+    )
+    stack = next(stacks)
+    try:
+        item = cards(sandbox_plane)[0]
+        move(sandbox_plane, item, "To Analyse")  # type: ignore[arg-type]
+        stack.wait_stage(item, Stage.REVIEW)  # type: ignore[arg-type]
+        review = stack.comments(item)[-1]  # type: ignore[arg-type]
+        assert review.count("ENV []") == 3  # analyst, developer, reviewer
+        assert review.count("PARENT unreadable PermissionError") == 3
+        assert "the-plane-key" not in review
+    finally:
+        stacks.close()
