@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -119,9 +119,50 @@ def load_registry(path: Path) -> Registry:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     try:
-        return Registry.model_validate(raw)
+        return Registry.model_validate(anchored(raw, path.resolve().parent))
     except ValidationError as exc:
         raise ConfigError(f"{path}: {describe_validation_error(exc)}") from exc
+
+
+def anchored(raw: Any, base: Path) -> Any:
+    """The registry with its relative paths made absolute against `base` (the registry
+    file's directory): a `repo` that is a local path, and every argv element of agents,
+    gates and deploy that starts with `./` or `../` (their working directory is a
+    worktree, where a relative path means nothing)."""
+    projects = raw.get("projects") if isinstance(raw, dict) else None
+    if not isinstance(projects, dict):
+        return raw
+    for body in projects.values():
+        if not isinstance(body, dict):
+            continue
+        repo = body.get("repo")
+        if isinstance(repo, str) and repo and _is_local_path(repo):
+            body["repo"] = str((base / repo).resolve())
+        commands = [*(body.get("agents") or {}).values(), *(body.get("gates") or [])]
+        for command in commands:
+            if isinstance(command, dict):
+                command["argv"] = _anchor_argv(command.get("argv"), base)
+        body["deploy"] = _anchor_argv(body.get("deploy"), base)
+        if body["deploy"] is None:
+            del body["deploy"]
+    return raw
+
+
+def _is_local_path(repo: str) -> bool:
+    """Not a URL (`https://...`, `ssh://...`) nor scp-like (`git@host:path`)."""
+    if "://" in repo:
+        return False
+    head = repo.split("/", 1)[0]
+    return ":" not in head
+
+
+def _anchor_argv(argv: Any, base: Path) -> Any:
+    if not isinstance(argv, list):
+        return argv
+    return [
+        str((base / a).resolve()) if isinstance(a, str) and a.startswith(("./", "../")) else a
+        for a in argv
+    ]
 
 
 def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str:

@@ -150,3 +150,22 @@ def test_config_check_refuses_what_the_processes_refuse(
     assert says in capsys.readouterr().out
     assert main([role]) == 1  # the process refuses the same, in one line
     assert says in capsys.readouterr().err
+
+
+def test_relative_paths_in_the_registry_are_taken_from_its_directory(tmp_path: Path) -> None:
+    registry = load_registry(EXAMPLE)
+    orch = registry.projects["orch"]
+    assert orch.repo == str(EXAMPLE.parent / "var" / "remotes" / "orch.git")
+    analyst = orch.agents["analyst"]  # type: ignore[index]
+    assert analyst.argv == ["python3", str(EXAMPLE.parent / "examples/agents/analyst.py")]
+    ops = registry.projects["ops"]
+    assert ops.repo == "https://gitea.example.com/acme/ops.git"  # a URL stays
+    path = write(
+        tmp_path,
+        '[projects.p]\nplane_project_id = "00000000-0000-4000-8000-000000000001"\n'
+        'repo = "git@host:team/p.git"\nwork_item_prefix = "P"\n'
+        'deploy = ["bash", "../deploy.sh", "--now"]\n',
+    )
+    p = load_registry(path).projects["p"]
+    assert p.repo == "git@host:team/p.git"
+    assert p.deploy == ["bash", str(tmp_path.parent / "deploy.sh"), "--now"]
