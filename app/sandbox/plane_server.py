@@ -209,6 +209,19 @@ async def by_identifier(request: web.Request) -> web.Response:
         raise not_found()
 
 
+def _locate(world: World, project_id: str, item: str) -> tuple[str, str]:
+    """(project id, item id) of `item`: an id (with its project's id) or an identifier
+    such as `DEMO-1` (the project is then found by its prefix)."""
+    prefix, _, seq = item.rpartition("-")
+    for project in world.projects.values():
+        if prefix and seq.isdigit() and project.identifier == prefix:
+            for found in project.items.values():
+                if str(found.sequence_id) == seq:
+                    return project.id, found.id
+            raise not_found()
+    return project_id, item
+
+
 # -- admin: act as a human in the web app; read what happened ----------------------------
 async def admin(request: web.Request) -> web.Response:
     sandbox: SandboxPlane = request.app[SANDBOX]
@@ -221,11 +234,13 @@ async def admin(request: web.Request) -> web.Response:
             if request.method == "GET" and action == "deliveries":
                 return _json([d.summary() for d in sandbox.sender.sent])
             if request.method == "GET" and action == "history":
-                return _json(world.state_history(request.query["item"]))
+                _, item_id = _locate(world, "", request.query["item"])
+                return _json(world.state_history(item_id))
             body = await _body(request)
             key = str(body.get("api_key") or sandbox.human_key or "")
             if action == "move":
-                item = world.move(body["project"], body["item"], body["state"], key)
+                project_id, item_id = _locate(world, body.get("project", ""), body["item"])
+                item = world.move(project_id, item_id, body["state"], key)
                 return _json({"id": item.id, "state": item.state_id})
             if action == "create":
                 project = world.project(body["project"])
