@@ -31,7 +31,8 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     existing = [p.name for p in (registry, env_file) if p.exists()]
     if existing and not args.force:
         raise ConfigError(f"{', '.join(existing)} already in {target} (--force replaces them)")
-    values = _sandbox_values(target) if args.sandbox else _plane_values(args)
+    values = _sandbox_values(target, args.plane_url) if args.sandbox else _plane_values(args)
+    values["redis_url"] = args.redis_url
     registry.write_text(_registry(values), encoding="utf-8")
     env_file.write_text(_env(values, registry), encoding="utf-8")
     print(f"wrote {registry} and {env_file}")
@@ -41,13 +42,13 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _sandbox_values(target: Path) -> dict[str, Any]:
+def _sandbox_values(target: Path, plane_url: str | None) -> dict[str, Any]:
     repo = target / "var" / "demo-remote.git"
     made = not repo.exists()
     if made:
         repo = make_bare_repo(target / "var")
     return {
-        "plane_url": SANDBOX_URL,
+        "plane_url": plane_url or SANDBOX_URL,
         "workspace": "acme",
         "api_token": BOT_KEY,
         "project_id": DEMO_PROJECT_ID,
@@ -98,7 +99,7 @@ def _registry(values: dict[str, Any]) -> str:
 def _env(values: dict[str, Any], registry: Path) -> str:
     lines = [
         "# Written by `planeflow init`. planeflow reads ORCH_* from the environment.",
-        "ORCH_REDIS_URL=redis://127.0.0.1:6379/0",
+        f"ORCH_REDIS_URL={values['redis_url']}",
         f"ORCH_PLANE_BASE_URL={values['plane_url']}",
         f"ORCH_PLANE_WORKSPACE={values['workspace']}",
         f"ORCH_PLANE_API_TOKEN={values['api_token']}",
@@ -118,5 +119,6 @@ def add_parser(sub: Any) -> None:
     init.add_argument("--project-id", help="the Plane project's id (UUID)")
     init.add_argument("--prefix", default="PROJ", help="the project's work item prefix")
     init.add_argument("--repo", help="the project's git repository (URL or path)")
+    init.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     init.add_argument("--force", action="store_true", help="replace existing files")
     init.set_defaults(func=cmd_init)
