@@ -31,6 +31,7 @@ from app import logs
 from app.config import Settings
 from app.queue import Dispatcher
 from app.services import Services
+from app.store import connect
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def run_worker_process(
         settings, threads=threads, prometheus=settings.worker_prometheus
     )
     if settings.worker_prometheus and expose_metrics:
-        serve_metrics()
+        serve_metrics(settings)
     log.info("worker ready: %d thread(s), queues %s", threads, sorted(worker.broker.queues))
     stop.wait()
     worker.stop(timeout=int(shutdown_timeout_s * 1000))
@@ -111,12 +112,24 @@ def reset_metrics_dir() -> None:
         stale.unlink(missing_ok=True)
 
 
-def serve_metrics() -> None:
-    """Dramatiq's exposition server, in a thread of this process (its CLI forks it)."""
-    from dramatiq.middleware.prometheus import HTTP_HOST, HTTP_PORT, _run_exposition_server
+def serve_metrics(settings: Settings) -> None:
+    """Dramatiq's metrics (every worker process's, from prometheus-client's multiprocess
+    files) and planeflow's own (tasks per stage, queue depth, Plane budget, job durations,
+    webhook lag, the shared counters: read from Redis at each scrape), from a thread of
+    this process on `dramatiq_prom_host:dramatiq_prom_port` (default 0.0.0.0:9191)."""
+    from dramatiq.middleware.prometheus import DB_PATH, HTTP_HOST, HTTP_PORT
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
 
-    thread = threading.Thread(target=_run_exposition_server, daemon=True, name="metrics")
-    thread.start()
+    from app.metrics import PipelineMetrics, SharedCounters
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=DB_PATH)  # type: ignore[no-untyped-call]
+    client = connect(settings.redis_url)
+    keys = settings.keys
+    registry.register(SharedCounters(client, keys.counters, keys.webhooks_last))
+    registry.register(PipelineMetrics(client, keys))
+    start_http_server(HTTP_PORT, addr=HTTP_HOST, registry=registry)
     log.info("worker metrics on http://%s:%d/", HTTP_HOST, HTTP_PORT)
 
 

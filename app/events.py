@@ -71,6 +71,7 @@ class EventProcessor:
             log.warning("event %s ignored: %s", event_id, invalid)
             return ignored(invalid)
         self.store.clear_fold(issue_id, event_id)
+        self._lag(event_id)
         task = self.store.get_task_by_issue(issue_id)
         with logs.bind(
             project=project.name,
@@ -81,6 +82,13 @@ class EventProcessor:
             result = self._handle(payload, project, issue_id, event_id)
             log.info("event %s (%s %s): %s", event_id, payload.get("event"), issue_id, result)
         return result
+
+    def _lag(self, event_id: str) -> None:
+        """Time from the receiver storing the event (its stream id's milliseconds) to now."""
+        stored_ms, _, _ = event_id.partition("-")
+        if stored_ms.isdigit():
+            lag = max(self.clock() - int(stored_ms) / 1000, 0.0)
+            self.store.observe("webhook_lag_seconds", "plane", lag)
 
     def _handle(
         self, payload: dict[str, Any], project: Project, issue_id: str, event_id: str

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -110,6 +111,7 @@ class JobRunner(StageEnd):
             self.forge_for,
             should_stop=lambda: stop.is_set() and self._cancelled(task.id, job.id),
         )
+        began = time.monotonic()
         try:
             result = StageWork(ctx).run(task, job, project)
         except Exception as exc:
@@ -122,6 +124,10 @@ class JobRunner(StageEnd):
         finally:
             stop.set()
             beat.join(timeout=10)
+        try:
+            self.store.observe("job_duration_seconds", task.stage.value, time.monotonic() - began)
+        except Exception as exc:  # a metric never fails a job
+            log.warning("job %s: duration not recorded: %s", job.id, exc)
         return self._apply(task, job, project, result, after)
 
     def _beat(self, task_id: str, job_id: str, slot: Slot, stop: threading.Event) -> None:

@@ -179,3 +179,9 @@ class Keys:
     def counters(self) -> str:
         """Hash: counters (Plane calls, failures, replays, ...) shared by all processes."""
         return f"{self.prefix}counters"
+
+    @property
+    def observations(self) -> str:
+        """Hash: `<metric>|<label>|sum` and `...|count` of timed things (job durations
+        per stage, webhook lag), shared by all processes; exported as summaries."""
+        return f"{self.prefix}observations"

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,81 @@ class SharedCounters(Collector):
             log.warning("metrics: cannot read shared counters: %s", exc)
         yield shared
         yield last
+
+
+QUEUES = ("events", "jobs", "plane", "reconcile")
+STAGES = (
+    "analysis",
+    "development",
+    "quality_gate",
+    "review",
+    "merge",
+    "awaiting_deploy",
+    "deploying",
+    "monitoring",
+    "done",
+    "blocked",
+    "cancelled",
+)
+
+
+class PipelineMetrics(Collector):
+    """planeflow's own state, read from Redis at every scrape (so every process, and
+    every worker, shows the same): tasks per stage, queue depth per queue (ready and
+    delayed), the Plane budget's last reading, and the summaries of job durations per
+    stage and of webhook lag (receiver stored → worker started)."""
+
+    def __init__(self, client: Any, keys: Any) -> None:
+        self.client = client
+        self.keys = keys
+
+    def collect(self) -> Iterator[Any]:
+        try:
+            yield from self._collect()
+        except Exception as exc:  # a scrape must not fail because Redis is down
+            log.warning("metrics: cannot read the pipeline state: %s", exc)
+
+    def _collect(self) -> Iterator[Any]:
+        r, keys = self.client, self.keys
+        tasks = GaugeMetricFamily("planeflow_tasks", "Tasks per stage", labels=["stage"])
+        for stage in STAGES:
+            tasks.add_metric([stage], float(r.scard(keys.tasks_in_stage(stage))))
+        yield tasks
+        depth = GaugeMetricFamily(
+            "planeflow_queue_depth", "Messages waiting per queue", labels=["queue", "kind"]
+        )
+        for queue in QUEUES:
+            depth.add_metric([queue, "ready"], float(r.llen(f"dramatiq:{queue}")))
+            depth.add_metric([queue, "delayed"], float(r.llen(f"dramatiq:{queue}.DQ")))
+        yield depth
+        state = r.hgetall(f"{keys.plane_rate}:state")
+        remaining = GaugeMetricFamily(
+            "planeflow_plane_budget_remaining",
+            "X-RateLimit-Remaining of Plane's last answer for the default key",
+        )
+        if state.get("remaining") not in (None, ""):
+            remaining.add_metric([], float(state["remaining"]))
+        yield remaining
+        yield from self._summaries(r.hgetall(keys.observations))
+
+    @staticmethod
+    def _summaries(raw: dict[str, str]) -> Iterator[SummaryMetricFamily]:
+        families = {
+            "job_duration_seconds": SummaryMetricFamily(
+                "planeflow_job_duration_seconds", "Stage work per job", labels=["stage"]
+            ),
+            "webhook_lag_seconds": SummaryMetricFamily(
+                "planeflow_webhook_lag_seconds",
+                "From the receiver storing a Plane event to a worker starting it",
+                labels=["source"],
+            ),
+        }
+        for field, value in raw.items():
+            metric, label, part = [*str(field).split("|"), "", "", ""][:3]
+            if metric in families and part == "count":
+                total = float(raw.get(f"{metric}|{label}|sum", 0))
+                families[metric].add_metric([label], count_value=int(value), sum_value=total)
+        yield from families.values()
 
 
 class WebMetrics:

@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from app.config import Settings
 from app.ingest import REDIS_ERRORS, Ingest, connect_async
 from app.intake import GiteaIntake, PlaneIntake, Refused, read_body
-from app.metrics import SharedCounters, WebMetrics
+from app.metrics import PipelineMetrics, SharedCounters, WebMetrics
 from app.projects import Registry
 from app.spool import Entry, Spool
 
@@ -168,6 +168,7 @@ def create_app(
     web_metrics.registry.register(
         SharedCounters(redis_client, settings.keys.counters, settings.keys.webhooks_last)
     )
+    web_metrics.registry.register(PipelineMetrics(redis_client, settings.keys))
     receiver = Receiver(
         settings,
         PlaneIntake(registry, settings.plane_webhook_secret.get_secret_value()),

@@ -17,11 +17,11 @@ from typing import Any
 
 from app.config import Settings
 from app.domain.errors import ConfigError
-from app.embedded import EXAMPLES, make_bare_repo
 from app.projects import registry_toml
 from app.sandbox.plane_runner import BOT_KEY, DEMO_PROJECT_ID
 
 SANDBOX_URL = "http://127.0.0.1:8100"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
@@ -43,6 +43,8 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sandbox_values(target: Path, plane_url: str | None) -> dict[str, Any]:
+    from app.embedded import make_bare_repo  # (not at import: it pulls in the receiver)
+
     repo = target / "var" / "demo-remote.git"
     made = not repo.exists()
     if made:

@@ -88,6 +88,13 @@ class SharedMixin(StoreBase):
     def counters(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.r.hgetall(self.keys.counters).items()}
 
+    def observe(self, metric: str, label: str, seconds: float) -> None:
+        """One timed observation (a job's duration per stage, a webhook's lag)."""
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hincrbyfloat(self.keys.observations, f"{metric}|{label}|sum", seconds)
+            pipe.hincrby(self.keys.observations, f"{metric}|{label}|count", 1)
+            pipe.execute()
+
 
 _DEL_IF_PREFIX = """
 local v = redis.call('GET', KEYS[1])

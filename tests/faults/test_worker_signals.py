@@ -99,7 +99,7 @@ def send_start(redis_server: RedisServer, sandbox_plane: SandboxPlaneRunner, slo
             "project_id": DEMO_PROJECT_ID,
             "issue_id": item.id,
             "actor_id": "human",
-            "event_id": "test-1",
+            "event_id": f"{int(time.time() * 1000)}-0",  # as the receiver stores it
         },
     )
     broker.close()
@@ -183,6 +183,9 @@ def test_worker_serves_dramatiq_metrics_and_logs_no_critical(
 
         during = wait_for(scrape, 20, "metrics while the message runs")
         assert "dramatiq_messages_inprogress" in during
+        # planeflow's own, from Redis: tasks per stage, queue depth, webhook lag, ...
+        assert 'planeflow_tasks{stage="analysis"}' in during
+        assert 'planeflow_queue_depth{kind="ready",queue="jobs"}' in during
         wait_for(lambda: real_store.get_task_by_issue(issue_id), 30, "event processed")
         after = wait_for(
             lambda: (
@@ -192,6 +195,8 @@ def test_worker_serves_dramatiq_metrics_and_logs_no_critical(
             "message counted",
         )
         assert 'queue_name="events"' in after
+        assert "planeflow_shared_total" in after
+        assert 'planeflow_webhook_lag_seconds_count{source="plane"} 1.0' in after
     finally:
         os.killpg(worker.proc.pid, signal.SIGTERM)
         worker.proc.wait(30)

@@ -45,3 +45,10 @@ def test_json_lines_carry_the_task_fields() -> None:
 def test_text_lines_carry_them_as_key_value() -> None:
     first = lines("text")[0]
     assert "work_item=DEMO-1" in first and "task_id=7" in first and "job 12 started" in first
+
+
+def test_the_cli_imports_no_metrics_library_before_the_worker_sets_it_up() -> None:
+    """prometheus-client picks single- or multi-process mode at import: if the CLI imported
+    it before Dramatiq's middleware set the directory, the worker's metrics would vanish."""
+    check = "import sys, app.cli; assert 'prometheus_client' not in sys.modules, 'imported'"
+    subprocess.run([sys.executable, "-c", check], cwd=REPO_ROOT, check=True)
