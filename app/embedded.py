@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -201,6 +202,9 @@ def run(*, timeout_s: float = 180, keep_running: bool = False, out: Any = None) 
 
     workdir = Path(tempfile.mkdtemp(prefix="planeflow-demo-"))
     demo = Demo(workdir)
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM stops the demo like Ctrl-C: its redis-server child is stopped too
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         demo.start()
         say("planeflow embedded demo")
@@ -214,6 +218,10 @@ def run(*, timeout_s: float = 180, keep_running: bool = False, out: Any = None) 
         demo.stop()
         if not keep_running:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def report(demo: Demo, say: Any, task: Any) -> None:

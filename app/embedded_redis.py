@@ -62,6 +62,9 @@ class EmbeddedRedis:
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                # its own session: a Ctrl-C at the terminal reaches us, not it; we stop
+                # it after the worker, so no consumer ever sees it gone
+                start_new_session=True,
             )
         elif self.require_binary:
             raise RuntimeError(

@@ -4,10 +4,16 @@ a redis-server binary."""
 from __future__ import annotations
 
 import io
+import re
+import signal
+import socket
+import subprocess
+import sys
 
 import pytest
 
 from app import embedded
+from tests.conftest import REPO_ROOT
 
 
 def test_up_takes_a_work_item_to_done() -> None:
@@ -27,3 +33,28 @@ def test_up_without_redis_server_uses_fakeredis(monkeypatch: pytest.MonkeyPatch)
     out = io.StringIO()
     assert embedded.run(timeout_s=120, out=out) == 0, out.getvalue()
     assert "in-process fakeredis" in out.getvalue()
+
+
+def test_up_keep_running_stops_its_redis_on_sigterm() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "up", "--keep-running"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    port, lines = None, []
+    for line in proc.stdout:
+        lines.append(line)
+        found = re.search(r"redis:\s+redis://127\.0\.0\.1:(\d+)", line)
+        port = int(found.group(1)) if found else port
+        if "Still running" in line:
+            break
+    assert port is not None, "".join(lines)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=60)[0]
+    log = "".join(lines) + rest
+    assert "CRITICAL" not in log and "Traceback" not in log, log[-2000:]
+    with socket.socket() as probe:  # its redis-server is gone with it
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
