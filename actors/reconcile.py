@@ -7,6 +7,7 @@ import logging
 import dramatiq
 
 from actors import runtime
+from app.purge import purge
 from app.queue import RECONCILE_ALL, RECONCILE_PROJECT, RECONCILE_QUEUE
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,8 @@ def reconcile_all() -> None:
     services.reconciler.sweep_jobs()
     services.reconciler.sweep_worktrees()
     services.flusher.resend_overdue()
+    if services.settings.retention_days > 0:
+        purge(services.store, services.settings.repos_dir, services.settings.retention_days * 86400)
 
 
 def reconcile_project(name: str) -> None:

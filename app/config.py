@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     webhook_read_idle_s: float = 10.0  # no body byte for this long -> 408
     ingest_redis_timeout_s: float = 0.5  # a hung Redis sends webhooks to the spool this fast
     events_maxlen: int = 100_000
+    retention_days: float = 0.0  # finished tasks older than this are purged (0: kept)
     delivery_ttl_s: int = 7 * 24 * 3600
     # A human's webhook received this recently serves as the work item's state and text
     # (no Plane read); an older one, a replay, a recheck and the reconciler read Plane.

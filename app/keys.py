@@ -47,6 +47,10 @@ class Keys:
         """String: the anti-dup index, Plane work item id -> task id (SET NX)."""
         return f"{self.prefix}task-by-issue:{plane_issue_id}"
 
+    def tombstone(self, plane_issue_id: str) -> str:
+        """String (JSON): a purged work item's task — it is never started again."""
+        return f"{self.prefix}tombstone:{plane_issue_id}"
+
     def tasks_in_stage(self, stage: str) -> str:
         """Set: ids of the tasks currently in a stage."""
         return f"{self.prefix}tasks:{stage}"

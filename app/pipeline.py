@@ -86,6 +86,14 @@ class Pipeline:
     ) -> Result:
         task = self.store.get_task_by_issue(issue.id)
         if task is None:
+            purged = self.store.tombstone(issue.id)
+            if purged is not None:  # a late delivery or a replay of a purged item
+                reason = (
+                    f"work item {purged['work_item']} was purged after it ended "
+                    f"{purged['stage']} (task {purged['task_id']})"
+                )
+                log.info("start ignored: %s [%s]", reason, source)
+                return ignored(reason)
             wi = work_item_id(project.work_item_prefix, issue.sequence_id, issue.id)
             task, created = self.store.create_task_atomic(
                 issue.id,

@@ -58,6 +58,15 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from app.purge import parse_age, purge
+
+    store = make_store(settings)
+    report = purge(store, settings.repos_dir, parse_age(args.older_than), dry_run=args.dry_run)
+    print(f"{'would purge' if args.dry_run else 'purged'} {report.summary()}")
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     store = make_store(settings)
     matches = [t for t in store.list_tasks() if t.work_item_id == args.work_item.upper()]
@@ -138,6 +147,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     rec = sub.add_parser("reconcile", help="run one reconcile pass now, in this process")
     rec.add_argument("--project", default=None, help="one project (default: all)")
     rec.set_defaults(func=cmd_reconcile)
+    purgep = sub.add_parser("purge", help="remove finished tasks older than an age")
+    purgep.add_argument("--older-than", required=True, help="e.g. 30d, 12h (a number: days)")
+    purgep.add_argument("--dry-run", action="store_true", help="say what would go")
+    purgep.set_defaults(func=cmd_purge)
 
     rp = sub.add_parser("replay", help="run stored webhook events through the handlers again")
     rp_which = rp.add_mutually_exclusive_group(required=True)

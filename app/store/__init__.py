@@ -12,13 +12,14 @@ from app.domain.models import Task
 from app.domain.stages import Stage
 from app.store.base import TIMELINE_MAXLEN, Redis, StoreBase, connect
 from app.store.jobs import JobsMixin
+from app.store.retention import RetentionMixin
 from app.store.shared import SharedMixin
 from app.store.tasks import TasksMixin
 
 __all__ = ["TIMELINE_MAXLEN", "Redis", "Store", "connect", "create_task_atomic"]
 
 
-class Store(TasksMixin, JobsMixin, SharedMixin, StoreBase):
+class Store(TasksMixin, JobsMixin, SharedMixin, RetentionMixin, StoreBase):
     """All of planeflow's own Redis state, behind small explicit operations."""
 
 
