@@ -26,6 +26,7 @@ from pydantic import SecretStr
 
 from actors.scheduler import Scheduler
 from actors.worker import start_worker
+from app import logs
 from app.config import Settings
 from app.domain.stages import Stage
 from app.embedded_redis import EmbeddedRedis, free_port
@@ -109,6 +110,8 @@ class Demo:
     def start(self) -> None:
         self.redis = EmbeddedRedis(self.workdir).start()
         self.stoppers.append(self.redis.stop)
+        if self.redis.kind.startswith("in-process fakeredis"):
+            logs.soften_consumer_reconnects()
         sandbox = make_sandbox(rate_limit=None, webhook_backoff_s=0.2)
         seed_demo(sandbox.world, items=3)
         self.plane = SandboxPlaneRunner(sandbox).start()

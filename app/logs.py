@@ -79,3 +79,23 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
     # One line per HTTP request is noise at INFO; failures are logged by our clients.
     for noisy in ("httpx", "httpcore", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _ReconnectsAreWarnings(logging.Filter):
+    """Dramatiq logs a consumer's reconnect as CRITICAL; on the in-process fakeredis
+    server (which drops a connection now and then) it is routine: a WARNING."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.levelno == logging.CRITICAL
+            and record.name.startswith("dramatiq.worker.ConsumerThread")
+            and "connection error" in record.getMessage()
+        ):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def soften_consumer_reconnects() -> None:
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "_planeflow", False):
+            handler.addFilter(_ReconnectsAreWarnings())
