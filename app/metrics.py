@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
+from app.domain.stages import Stage
+
 log = logging.getLogger(__name__)
 
 
@@ -50,19 +52,7 @@ class SharedCounters(Collector):
 
 
 QUEUES = ("events", "jobs", "plane", "reconcile")
-STAGES = (
-    "analysis",
-    "development",
-    "quality_gate",
-    "review",
-    "merge",
-    "awaiting_deploy",
-    "deploying",
-    "monitoring",
-    "done",
-    "blocked",
-    "cancelled",
-)
+STAGES = tuple(stage.value for stage in Stage)
 
 
 class PipelineMetrics(Collector):

@@ -33,6 +33,7 @@ from app.projects import registry_toml
 from app.sandbox.plane_runner import (
     BOT_KEY,
     DEMO_PROJECT_ID,
+    JOURNEY,
     SandboxPlaneRunner,
     make_sandbox,
     seed_demo,
@@ -40,18 +41,7 @@ from app.sandbox.plane_runner import (
 from app.sandbox.plane_state import SandboxPlane
 
 SECRET = "bench-pipeline-secret"
-FULL_JOURNEY = [
-    "To Analyse",
-    "Analysis",
-    "In Progress",
-    "Quality Gate",
-    "Code Review",
-    "Approved",
-    "Awaiting Deploy",
-    "Deploying",
-    "Monitoring",
-    "Done",
-]
+FULL_JOURNEY = list(JOURNEY)
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 

@@ -31,6 +31,20 @@ PIPELINE_STATES: tuple[tuple[str, str, str], ...] = (
     ("Cancelled", "cancelled", "#9AA4BC"),
 )
 
+# The states a card shows on its happy path, in order (a human's moves included).
+JOURNEY: tuple[str, ...] = (
+    DEFAULT_STATE_NAMES["to_analyse"],
+    DEFAULT_STATE_NAMES["analysis"],
+    "In Progress",
+    DEFAULT_STATE_NAMES["quality_gate"],
+    DEFAULT_STATE_NAMES["code_review"],
+    DEFAULT_STATE_NAMES["approved"],
+    DEFAULT_STATE_NAMES["awaiting_deploy"],
+    DEFAULT_STATE_NAMES["deploying"],
+    DEFAULT_STATE_NAMES["monitoring"],
+    "Done",
+)
+
 
 def new_world(
     workspace: str = "acme", *, bot_key: str = BOT_KEY, human_key: str = HUMAN_KEY

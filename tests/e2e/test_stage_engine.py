@@ -15,7 +15,7 @@ from actors.worker import start_worker
 from app.domain.stages import Stage
 from app.plane.status import STAGE_STATUS_KEY
 from app.projects import Registry
-from app.sandbox.plane_runner import SandboxPlaneRunner
+from app.sandbox.plane_runner import JOURNEY, SandboxPlaneRunner
 from app.sandbox.plane_world import Item
 from app.services import Services
 from app.web import create_app
@@ -32,19 +32,7 @@ from tests.helpers import (
     settings,
 )
 
-FULL_JOURNEY = [
-    "Backlog",
-    "To Analyse",
-    "Analysis",
-    "In Progress",
-    "Quality Gate",
-    "Code Review",
-    "Approved",
-    "Awaiting Deploy",
-    "Deploying",
-    "Monitoring",
-    "Done",
-]
+FULL_JOURNEY = ["Backlog", *JOURNEY]
 
 
 class Stack:
