@@ -47,6 +47,8 @@ def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"{project.name}: ERROR: cannot list states: {exc}")
                 errors += 1
                 continue
+            print(f"\n{project.name}: states")
+            print(format_table([("KEY", "WANTED", "RESOLVED", "HOW"), *states.table()]))
             for key in ("approved", "rejected"):
                 if states.direct(key) is None:
                     errors += 1

@@ -4,6 +4,7 @@ a redis-server binary."""
 from __future__ import annotations
 
 import io
+import os
 import re
 import signal
 import socket
@@ -35,13 +36,15 @@ def test_up_without_redis_server_uses_fakeredis(monkeypatch: pytest.MonkeyPatch)
     assert "in-process fakeredis" in out.getvalue()
 
 
-def test_up_keep_running_stops_its_redis_on_sigterm() -> None:
+@pytest.mark.parametrize("how", ["SIGTERM to the process", "Ctrl-C at the terminal"])
+def test_up_keep_running_stops_cleanly_with_its_redis(how: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "up", "--keep-running"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, as a terminal gives it
     )
     assert proc.stdout is not None
     port, lines = None, []
@@ -52,7 +55,10 @@ def test_up_keep_running_stops_its_redis_on_sigterm() -> None:
         if "Still running" in line:
             break
     assert port is not None, "".join(lines)
-    proc.send_signal(signal.SIGTERM)
+    if how.startswith("SIGTERM"):
+        proc.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGINT)  # the whole foreground group
     rest = proc.communicate(timeout=60)[0]
     log = "".join(lines) + rest
     assert "CRITICAL" not in log and "Traceback" not in log, log[-2000:]

@@ -4,6 +4,7 @@ traceback (README "Operator errors"). The CLI runs as its own process, as users 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -128,3 +129,32 @@ def test_replay_of_an_event_that_is_not_stored(
 ) -> None:
     env = {**web_env, "ORCH_REDIS_URL": redis_server.url, "ORCH_PLANE_USER_ID": "me"}
     one_line(run("replay", "123-0", env=env), 1, "no stored event 123-0")
+
+
+def test_plane_unreachable(web_env: dict[str, str], redis_server: RedisServer) -> None:
+    env = {
+        **web_env,
+        "ORCH_REDIS_URL": redis_server.url,
+        "ORCH_PLANE_BASE_URL": f"http://127.0.0.1:{free_port()}",
+        "ORCH_PLANE_API_TOKEN": "k",
+        "ORCH_PLANE_RETRIES": "0",
+    }
+    one_line(run("plane", "ensure-states", "--project", "demo", env=env), 4, "Plane: ")
+
+
+def test_ctrl_c() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "sandbox-plane", "--port", str(free_port())],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "Ctrl-C to stop" in line:
+            break
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err, err

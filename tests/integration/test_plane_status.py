@@ -206,3 +206,5 @@ def test_ensure_states_cli(
     out = capsys.readouterr().out
     assert "created 10 state(s)" in out and "Code Review" in out
     assert main(["config", "check", "--online"]) == 0
+    table = capsys.readouterr().out
+    assert "bare: states" in table and "code_review" in table and "Code Review" in table
