@@ -13,16 +13,9 @@ log = logging.getLogger(__name__)
 
 
 def flush_outbox(task_id: str) -> None:
-    """Write what the task should show and say; a failure reschedules itself with backoff."""
-    report = runtime.services().flusher.flush(task_id)
-    log.info(
-        "outbox %s: %s (status written: %s, comments posted: %d)%s",
-        task_id,
-        report.result.value,
-        report.status_written,
-        report.comments_posted,
-        f": {report.error}" if report.error else "",
-    )
+    """Write what the task should show and say; a failure reschedules itself with backoff
+    (logged by the flusher, with the task's fields)."""
+    runtime.services().flusher.flush(task_id)
 
 
 def register(broker: dramatiq.Broker) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from app import logs
 from app.domain.errors import PlaneError, PlaneflowError, TemporaryError
 from app.domain.models import Task
 from app.domain.results import TimelineKind
@@ -88,6 +89,25 @@ class OutboxFlusher:
         self._passing: dict[str, RateBudget] = {}
 
     def flush(self, task_id: str) -> FlushReport:
+        """One task's writes (the `flush_outbox` actor), logged with the task's fields."""
+        task = self.store.get_task(task_id)
+        with logs.bind(
+            task_id=task_id,
+            work_item=task.work_item_id if task else None,
+            stage=task.stage.value if task else None,
+            project=task.project if task else None,
+        ):
+            report = self._flush_locked(task_id)
+            log.info(
+                "outbox: %s (status written: %s, comments posted: %d)%s",
+                report.result.value,
+                report.status_written,
+                report.comments_posted,
+                f": {report.error}" if report.error else "",
+            )
+        return report
+
+    def _flush_locked(self, task_id: str) -> FlushReport:
         lock = self.outbox.lock(task_id)
         if not lock.acquire(blocking=False):
             self.notify(task_id, 1000)  # what was added meanwhile is not forgotten
