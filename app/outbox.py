@@ -43,6 +43,30 @@ log = logging.getLogger(__name__)
 Notify = Callable[[str, int | None], object]  # (task id, delay in ms)
 MAX_BACKOFF_S = 60.0
 HUMAN_STATUSES = frozenset({"code_review", "blocked"})  # a human's turn
+# Stages of automated work: on a busy board (less than half the budget free) they wait
+# a few seconds for a quieter moment or the next stage; a human's turn and the end do not.
+TRANSIENT_STATUSES = frozenset(
+    {
+        "analysis",
+        "in_progress",
+        "quality_gate",
+        "approved",
+        "awaiting_deploy",
+        "deploying",
+        "monitoring",
+    }
+)
+TRANSIENT_WAIT_S = 5.0
+BUDGET_WAIT_S = 2.0  # a flush never waits for the budget in a worker thread
+
+
+def budget_ticket(client: PlaneClient, project: Project) -> int:
+    """A ticket of `client`'s budget for the project if a request may go now (-1: no
+    budget at all), else 0."""
+    budget = client.budget_for(project.plane_project_id)
+    return -1 if budget is None else budget.try_acquire()
+
+
 HUMAN_MOVE_WAIT_S = 1.0
 
 
@@ -147,10 +171,15 @@ class OutboxFlusher:
             self.notify(task.id, int(HUMAN_MOVE_WAIT_S * 1000))
             return FlushReport(Flushed.DEFERRED)
         try:
-            written = self._status(task, project, moved)
-            posted = self._comments(task, project)
+            written, later = self._status(task, project, moved)
+            posted, comments_later = self._comments(task, project)
+            later = max(later, comments_later)
         except (PlaneError, TemporaryError) as exc:
             return self._later(task, str(exc))
+        if later:  # a passing status waits for a quieter moment (or a newer stage)
+            self.outbox.schedule(task.id, self.clock() + later)
+            self.notify(task.id, int(later * 1000))
+            return FlushReport(Flushed.DEFERRED, written, posted)
         self.outbox.settle(task_id, started)
         return FlushReport(Flushed.DONE, written, posted)
 
@@ -169,13 +198,16 @@ class OutboxFlusher:
         return FlushReport(Flushed.RETRY, error=error)
 
     # -- status ------------------------------------------------------------------------
-    def _status(self, task: Task, project: Project, moved: list[str]) -> bool:
+    def _status(self, task: Task, project: Project, moved: list[str]) -> tuple[bool, float]:
         """Show the stages the task moved through, ending with its stage now.
 
         Each stage in between is written only if the budget has room at once; under
         congestion they are passed over and only the current one is written (waiting for
-        the budget). Nothing is written that Plane already shows (its state as last
-        seen in a webhook or a read, or as we wrote it). True if a write was made;
+        the budget). A stage of automated work is shown, even when it is the current one,
+        only while half the budget is free; otherwise it waits a few seconds for a
+        quieter moment or for the next stage (review, blocked and done always go). Nothing is
+        written that Plane already shows (its state as last seen in a webhook or a read,
+        or as we wrote it). (whether a write was made, seconds to look again or 0);
         raises PlaneError/TemporaryError for a failure worth retrying.
         """
         written = False
@@ -184,8 +216,15 @@ class OutboxFlusher:
             plan = self._plan(task, project, moved)
             for index, (key, state_id) in enumerate(plan):
                 last = index == len(plan) - 1
-                ticket = 0 if last else self.status_budget_free(project)
-                if not last and not ticket:
+                passing = not last or key in TRANSIENT_STATUSES
+                if passing:
+                    ticket = self.status_budget_free(project)
+                else:  # a human's turn, or the end: the full status share
+                    client = self.human_client if key in HUMAN_STATUSES else self.status_client
+                    ticket = budget_ticket(client, project)
+                if not ticket:
+                    if last:  # nothing consumed: the next flush shows it, or what follows
+                        return written, TRANSIENT_WAIT_S if passing else BUDGET_WAIT_S
                     continue  # coalesced: the budget would make us wait
                 self._write_status(task, project, key, state_id, ticket=ticket)
                 written = True
@@ -193,18 +232,18 @@ class OutboxFlusher:
             if exc.retryable:
                 raise
             self.outbox.consume_stages(task.id, len(moved))
-            return self._status_failed(task, self._wanted(task, moved), str(exc))
+            return self._status_failed(task, self._wanted(task, moved), str(exc)), 0.0
         except TemporaryError:
             raise
         except PlaneflowError as exc:
             self.outbox.consume_stages(task.id, len(moved))
-            return self._status_failed(task, self._wanted(task, moved), str(exc))
+            return self._status_failed(task, self._wanted(task, moved), str(exc)), 0.0
         if not plan and moved and task.stage is not Stage.CANCELLED:
             key = self._wanted(task, moved)
             self.store.update_task(task.id, status_key=key, status_sync_ok=True)
             self.store.record(task.id, TimelineKind.STATUS, f"status {key!r} already shown")
         self.outbox.consume_stages(task.id, len(moved))
-        return written
+        return written, 0.0
 
     @staticmethod
     def _wanted(task: Task, moved: list[str]) -> str:
@@ -251,7 +290,7 @@ class OutboxFlusher:
     ) -> None:
         """`ticket`: the budget already taken for it (0: the client waits for the budget)."""
         waiting = self.human_client if key in HUMAN_STATUSES else self.status_client
-        client = self.status_client.prepaid(ticket) if ticket else waiting
+        client = (self.status_client if ticket else waiting).prepaid(ticket)
         client.patch_work_item(project.plane_project_id, task.plane_issue_id, state=state_id)
         self.store.update_task(
             task.id, status_key=key, status_sync_ok=True, plane_state_id=state_id
@@ -268,11 +307,15 @@ class OutboxFlusher:
         return False
 
     # -- comments ----------------------------------------------------------------------
-    def _comments(self, task: Task, project: Project) -> int:
+    def _comments(self, task: Task, project: Project) -> tuple[int, float]:
+        """Post the pending comments in order; (how many, seconds to look again or 0)."""
         posted = 0
         while (comment := self.outbox.head(task.id)) is not None:
+            ticket = budget_ticket(self.comment_client, project)
+            if not ticket:  # the budget is busy: free this worker thread, look again soon
+                return posted, BUDGET_WAIT_S
             try:
-                _, created = self.comment_client.create_comment(
+                _, created = self.comment_client.prepaid(ticket).create_comment(
                     project.plane_project_id,
                     task.plane_issue_id,
                     comment.html,
@@ -297,7 +340,7 @@ class OutboxFlusher:
             what = "posted" if created else "already posted (Plane answered 409)"
             self.store.record(task.id, TimelineKind.COMMENT, f"comment {comment.key} {what}")
             posted += 1
-        return posted
+        return posted, 0.0
 
     # -- the safety net ----------------------------------------------------------------
     def resend_overdue(self, grace_s: float = 30.0) -> int:

@@ -9,9 +9,10 @@ The budget follows both:
   the limit — `ORCH_PLANE_RATE_PER_MIN` (50), or more once the server has shown a higher
   one (remaining + our requests in the window, less the safety margin);
 - **the server's view**: the remaining count of the newest answer, less our requests
-  sent after that answer's request, plus our requests that left the server's window
-  since. A request is sent only while that stays above the safety margin, so another
-  client spending on the same key rarely causes a 429;
+  sent after that answer's request. A request is sent only while that stays above the
+  safety margin, so another client spending on the same key rarely causes a 429; at the
+  margin, one probe every twentieth of the window reads the server again. No more than
+  `margin` requests are ever out before their answers are read (no blind burst);
 - **a 429** holds every process until its `Retry-After` has passed.
 
 Priorities share the budget: a lower priority stops earlier (its share of the limit,
@@ -46,7 +47,7 @@ local now, share = tonumber(ARGV[1]), tonumber(ARGV[2])
 local margin, configured = tonumber(ARGV[3]), tonumber(ARGV[4])
 local learned_for, window = tonumber(ARGV[5]), tonumber(ARGV[6])
 local st = redis.call('HMGET', KEYS[2], 'hold_until', 'limit', 'limit_at', 'remaining',
-                      'at', 'obs', 'acq', 'win_at_obs')
+                      'at', 'obs', 'acq', 'win_at_obs', 'probe_at')
 local hold = tonumber(st[1] or '0') or 0
 if hold > now then return {0, tostring(hold - now)} end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
@@ -56,22 +57,38 @@ local learned, learned_at = tonumber(st[2] or ''), tonumber(st[3] or '0') or 0
 if learned and now - learned_at < learned_for then
   limit = math.max(limit, learned - margin)
 end
+-- what the key had for us at the last reading (its limit less the others' requests in
+-- the window): another client's steady use is left to it
+local seen_rem, seen_at = tonumber(st[4] or ''), tonumber(st[5] or '0') or 0
+if seen_rem and now - seen_at < window then
+  local ours_then = tonumber(st[8] or '0') or 0
+  limit = math.max(1, math.min(limit, seen_rem + ours_then - margin))
+end
 local allowed = math.max(1, math.floor(limit * share))
 if count >= allowed then
   local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   return {0, tostring(math.max(tonumber(oldest[2]) + window - now, 0.05))}
 end
 local acq = tonumber(st[7] or '0') or 0
+local since = acq - (tonumber(st[6] or '0') or 0)
+-- never more than `margin` requests out whose answer has not been read: no burst
+-- outruns what the server says
+if since >= math.max(margin, 1) and now - (tonumber(st[5] or '0') or 0) < 5 then
+  return {0, '0.05'}
+end
 local rem, at = tonumber(st[4] or ''), tonumber(st[5] or '0') or 0
 if rem and now - at < window then
-  local since = acq - (tonumber(st[6] or '0') or 0)
-  local expired = (tonumber(st[8] or '0') or 0) - redis.call('ZCOUNT', KEYS[1], now - window, at)
-  local left = rem - since + math.max(expired, 0)
+  local left = rem - since
   local reserve = margin + math.floor(limit * (1 - share))
   if left <= reserve then
-    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-    local wait = oldest[2] and (tonumber(oldest[2]) + window - now) or 1
-    return {0, tostring(math.min(math.max(wait, 0.05), 1))}
+    -- at the margin: one probe now and then, to read the server again (slots free up
+    -- as the window slides; another client may have taken them)
+    local probe = window / 20
+    local last = tonumber(st[9] or '0') or 0
+    if not (left >= 1 and now - at >= probe and now - last >= probe) then
+      return {0, tostring(math.max(math.min(at + probe, last + probe) - now, 0.05))}
+    end
+    redis.call('HSET', KEYS[2], 'probe_at', now)
   end
 end
 acq = acq + 1
@@ -105,8 +122,8 @@ _HOLD = """
 local till = tonumber(ARGV[1])
 local hold = tonumber(redis.call('HGET', KEYS[2], 'hold_until') or '0') or 0
 if till > hold then redis.call('HSET', KEYS[2], 'hold_until', till) end
--- nothing is left until then; the reading lapses when the hold does
-redis.call('HSET', KEYS[2], 'remaining', 0, 'at', till - tonumber(ARGV[2]), 'obs',
+-- nothing is left until then; after it, one probe reads the server again (not a burst)
+redis.call('HSET', KEYS[2], 'remaining', tonumber(ARGV[3]), 'at', till, 'obs',
            redis.call('HGET', KEYS[2], 'acq') or 0, 'win_at_obs', redis.call('ZCARD', KEYS[1]))
 return 1
 """
@@ -213,7 +230,9 @@ class RateBudget:
     def hold(self, seconds: float) -> None:
         """Plane answered 429: no process sends before `seconds` from now."""
         now = self._clock()
-        self._hold(keys=self._keys, args=[now + max(seconds, 0.0), self.window_s])
+        # the reading after the hold: one request above the margin (one probe, no burst)
+        probe = self.margin + 1
+        self._hold(keys=self._keys, args=[now + max(seconds, 0.0), self.window_s, probe])
 
     def state(self) -> dict[str, str]:
         """The shared state (for `planeflow status` and the benches)."""
