@@ -85,7 +85,7 @@ def test_under_congestion_only_the_latest_status_is_written(
     while budget.at(Priority.STATUS).try_acquire():
         pass  # the status share of the window is used up; the flusher's last write waits
     flusher = services.flusher
-    flusher.status_budget_free = lambda project: 0  # type: ignore[method-assign]
+    flusher.statuses.status_budget_free = lambda project: 0  # type: ignore[method-assign]
     assert flusher.flush(task.id).result is Flushed.DONE
     assert history(sandbox_plane, task)[-2:] == ["Analysis", "Code Review"]
 
