@@ -27,14 +27,16 @@ def one_job(repos_dir: str, remote: str, n: int) -> str:
 
 def test_four_jobs_at_once_on_an_empty_repos_dir_ten_times(tmp_path: Path) -> None:
     remote = make_remote(tmp_path)
-    ctx = multiprocessing.get_context("fork")
-    for run in range(RUNS):
-        repos_dir = tmp_path / f"repos-{run}"
-        with ctx.Pool(JOBS) as pool:
-            errors = pool.starmap(one_job, [(str(repos_dir), str(remote), n) for n in range(JOBS)])
-        assert errors == [""] * JOBS, f"run {run}: {errors}"
-        origin = git(["config", "--get", "remote.origin.url"], repos_dir / "demo.git")
-        assert origin.stdout.strip() == str(remote)
+    # spawn, not fork: a fork of this many-threaded test process can inherit a held lock
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(JOBS) as pool:
+        for run in range(RUNS):
+            repos_dir = tmp_path / f"repos-{run}"
+            jobs = [(str(repos_dir), str(remote), n) for n in range(JOBS)]
+            errors = pool.starmap_async(one_job, jobs).get(timeout=120)
+            assert errors == [""] * JOBS, f"run {run}: {errors}"
+            origin = git(["config", "--get", "remote.origin.url"], repos_dir / "demo.git")
+            assert origin.stdout.strip() == str(remote)
     branches = git(["branch", "--list", "feature/*"], remote).stdout.split()
     assert len(branches) == JOBS
 
