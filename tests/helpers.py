@@ -200,3 +200,16 @@ def flush_outbox(services: Any) -> int:
     for task_id in due:
         services.flusher.flush(task_id)
     return len(due)
+
+
+def start_first_item(services: Any, runner: SandboxPlaneRunner) -> Any:
+    """A human moves the demo's first item to To Analyse; the handler starts its task
+    (reading the item from Plane) and the outbox flushes. Returns the task."""
+    item = first_item(runner)
+    move(runner, item, "To Analyse")
+    project = services.registry.projects["demo"]
+    services.events.route(
+        services.plane.get_work_item(project.plane_project_id, item.id), project, source="test"
+    )
+    flush_outbox(services)
+    return services.store.get_task_by_issue(item.id)

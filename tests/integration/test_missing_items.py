@@ -12,7 +12,7 @@ from app.domain.models import JobState, utcnow
 from app.domain.stages import Stage
 from app.sandbox.plane_runner import SandboxPlaneRunner
 from app.services import Services
-from tests.helpers import demo_project, first_item, flush_outbox, move
+from tests.helpers import demo_project, flush_outbox, start_first_item
 from tests.integration.conftest import MakeServices
 
 
@@ -31,14 +31,7 @@ class Clock:
 
 def analysing_task(services: Services, runner: SandboxPlaneRunner) -> Any:
     """A task in analysis whose agent is running, last seen in Plane long ago."""
-    item = first_item(runner)
-    move(runner, item, "To Analyse")
-    project = services.registry.projects["demo"]
-    services.events.route(
-        services.plane.get_work_item(project.plane_project_id, item.id), project, source="t"
-    )
-    flush_outbox(services)
-    task = services.store.get_task_by_issue(item.id)
+    task = start_first_item(services, runner)
     services.store.update_job(task.active_job_id, state=JobState.RUNNING, heartbeat_at=utcnow())
     services.store.update_task(task.id, touch=False, seen_at=utcnow() - timedelta(hours=1))
     return services.store.get_task(task.id)

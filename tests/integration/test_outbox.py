@@ -14,7 +14,7 @@ from app.plane.status import StateResolver
 from app.sandbox.plane_runner import BOT_KEY, SandboxPlaneRunner
 from app.services import Services
 from tests.conftest import free_port
-from tests.helpers import demo_project, first_item, flush_outbox, move
+from tests.helpers import demo_project, flush_outbox, start_first_item
 from tests.integration.conftest import MakeServices
 
 
@@ -24,13 +24,7 @@ def services(make_services: MakeServices) -> Services:
 
 
 def started_task(services: Services, runner: SandboxPlaneRunner) -> Any:
-    item = first_item(runner)
-    move(runner, item, "To Analyse")
-    project = services.registry.projects["demo"]
-    item_now = services.plane.get_work_item(project.plane_project_id, item.id)
-    services.events.route(item_now, project, source="test")
-    flush_outbox(services)
-    task = services.store.get_task_by_issue(item.id)
+    task = start_first_item(services, runner)
     services.store.finish_job(task.active_job_id, "success")
     return task
 

@@ -9,7 +9,7 @@ from app.domain.results import Handled
 from app.events import key_digest
 from app.sandbox.plane_runner import DEMO_PROJECT_ID, SandboxPlaneRunner
 from app.services import Services
-from tests.helpers import first_item, flush_outbox, move, registry
+from tests.helpers import first_item, registry, start_first_item
 from tests.integration.conftest import MakeServices
 
 DEMO_KEY = "plane_api_sandbox_planeflow_demo_bot_00000"
@@ -34,12 +34,7 @@ def test_the_projects_own_key_is_used_with_its_own_budget(
 ) -> None:
     services, user = demo_keyed(make_services, sandbox_plane)
     item = first_item(sandbox_plane)
-    move(sandbox_plane, item, "To Analyse")
-    project = services.registry.projects["demo"]
-    services.events.route(
-        services.plane.get_work_item(project.plane_project_id, item.id), project, source="t"
-    )
-    flush_outbox(services)
+    start_first_item(services, sandbox_plane)
     world = sandbox_plane.sandbox.world
     with sandbox_plane.sandbox.lock:
         writers = [actor for _, actor in world.history[item.id]]

@@ -14,7 +14,7 @@ from app.domain.stages import Stage
 from app.purge import parse_age, purge
 from app.sandbox.plane_runner import SandboxPlaneRunner
 from app.services import Services
-from tests.helpers import first_item, flush_outbox, move
+from tests.helpers import first_item, move, start_first_item
 
 
 def test_a_done_task_is_purged_and_never_restarted(
@@ -22,12 +22,8 @@ def test_a_done_task_is_purged_and_never_restarted(
 ) -> None:
     store = services.store
     item = first_item(sandbox_plane)
-    move(sandbox_plane, item, "To Analyse")
+    task = start_first_item(services, sandbox_plane)
     project = services.registry.projects["demo"]
-    current = services.plane.get_work_item(project.plane_project_id, item.id)
-    services.events.route(current, project, source="t")
-    flush_outbox(services)
-    task = store.get_task_by_issue(item.id)
     assert task is not None and task.active_job_id
     store.finish_job(task.active_job_id, "success")
     store.move_task(task.id, Stage.DONE, "test")
@@ -42,7 +38,9 @@ def test_a_done_task_is_purged_and_never_restarted(
     assert store.get_task(task.id) is None and not jobs_dir.exists()
     assert store.r.exists(store.keys.task_log(task.id)) == 0
     assert store.get_job(task.active_job_id) is None
-    # a late delivery (or a replay) of the purged work item starts nothing
+    # a late delivery (or a replay) of the purged work item's start starts nothing
+    move(sandbox_plane, item, "To Analyse")
+    current = services.plane.get_work_item(project.plane_project_id, item.id)
     again = services.events.route(current, project, source="late webhook")
     assert again.kind is Handled.IGNORED and "was purged" in again.detail
     assert store.get_task_by_issue(item.id) is None
