@@ -4,7 +4,8 @@ Middleware, deliberately: AgeLimit (drop messages older than a day rather than a
 stale events), TimeLimit (per-actor limits on the actor line), ShutdownNotifications
 (long jobs learn the worker is stopping), Callbacks/Pipelines (Dramatiq defaults),
 Retries (exponential backoff, 1 s .. 5 min), CurrentMessage, our RedisHeartbeat (see
-actors.heartbeat) and, in real worker processes, Prometheus.
+actors.heartbeat), DeadLetterNotes (why a message died, for the dashboard) and, in
+real worker processes, Prometheus.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from actors.dead_letters import DeadLetterNotes
 from actors.heartbeat import RedisHeartbeat
 from app.config import Settings
+from app.keys import Keys
 from app.queue import make_redis_broker
 
 HEARTBEAT_TIMEOUT_MS = 15_000
@@ -33,7 +36,7 @@ HEARTBEAT_TIMEOUT_MS = 15_000
 MAINTENANCE_CHANCE = 200_000
 
 
-def middleware(*, prometheus: bool = False) -> list[Any]:
+def middleware(*, prometheus: bool = False, keys: Keys | None = None) -> list[Any]:
     chosen: list[Any] = [
         AgeLimit(max_age=24 * 3600 * 1000),
         TimeLimit(time_limit=10 * 60 * 1000),
@@ -43,6 +46,7 @@ def middleware(*, prometheus: bool = False) -> list[Any]:
         Retries(max_retries=10, min_backoff=1000, max_backoff=5 * 60 * 1000),
         CurrentMessage(),
         RedisHeartbeat(interval_s=HEARTBEAT_TIMEOUT_MS / 3000),
+        DeadLetterNotes(keys or Keys()),
     ]
     if prometheus:
         from dramatiq.middleware.prometheus import Prometheus
@@ -58,7 +62,7 @@ def setup_broker(
     broker = make_redis_broker(
         settings.redis_url,
         client=client,
-        middleware=middleware(prometheus=prometheus),
+        middleware=middleware(prometheus=prometheus, keys=settings.keys),
         heartbeat_timeout_ms=HEARTBEAT_TIMEOUT_MS,
         maintenance_chance=MAINTENANCE_CHANCE,
     )

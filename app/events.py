@@ -6,7 +6,8 @@ newest human delivery's snapshot (`data`, by `updated_at`, kept by the receiver)
 arrived within `snapshot_fresh_s` — no Plane read — and otherwise a read of Plane;
 replays, rechecks and the reconciler always read Plane.
 Events caused by our own status writes (the actor is our Plane user) are echoes and
-change nothing. The reconciler replays through `route`, the same path.
+change nothing. The reconciler replays through `route`, the same path. A comment event
+goes to the comment commands (`app.commands`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import orjson
 
 from app import logs
+from app.commands import CommentCommands
 from app.domain.errors import PlaneError, TemporaryError
 from app.domain.ids import why_not_uuid
 from app.domain.models import Task
@@ -46,6 +48,7 @@ class EventProcessor:
         *,
         snapshot_fresh_s: float = 120.0,
         clock: Callable[[], float] = time.time,
+        commands: CommentCommands | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -54,6 +57,7 @@ class EventProcessor:
         self.pipeline = pipeline
         self.snapshot_fresh_s = snapshot_fresh_s
         self.clock = clock
+        self.commands = commands
 
     def process(self, payload: dict[str, Any]) -> Result:
         """Handle one `process_event` message; TemporaryError asks Dramatiq to retry.
@@ -94,6 +98,10 @@ class EventProcessor:
         self, payload: dict[str, Any], project: Project, issue_id: str, event_id: str
     ) -> Result:
         source = f"webhook {event_id}"
+        if payload.get("event") == "issue_comment":
+            if self.commands is None:
+                return ignored("comment commands are not set up in this process")
+            return self.commands.handle(project, issue_id, event_id)
         if payload.get("actor_id") in self.pipeline.own_users:
             return self._echo(issue_id, source)
         # Until this human move is handled, the outbox does not write over it.

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from app.domain.commands import mentions_command
 from app.domain.ids import why_not_uuid
 from app.ingest_script import PROCESS
 from app.plane.hook import Hook, ShapeError, read_hook
@@ -163,7 +164,7 @@ class PlaneIntake:
             actor=hook.actor_id,
             actor_name=PROCESS_EVENT,
             outcome=outcome,
-            fold=outcome == PROCESS,
+            fold=outcome == PROCESS and hook.event == "issue",  # comments are never folded
             updated=epoch_text(hook.data.get("updated_at")),
             payload={
                 "project_id": project_id,
@@ -187,6 +188,8 @@ class PlaneIntake:
     def _outcome(hook: Hook, known: bool) -> str:
         if not known:
             return "unknown_project"
+        if hook.event == "issue_comment" and hook.action == "created":
+            return PlaneIntake._comment_outcome(hook)
         if hook.event != "issue":
             return f"ignored: {hook.event}/{hook.action}/{hook.field or '-'}"
         invalid = why_not_uuid("work item id", hook.data.get("id"))
@@ -195,6 +198,18 @@ class PlaneIntake:
         if hook.is_state_change or hook.action == "created":
             return PROCESS
         return f"ignored: {hook.event}/{hook.action}/{hook.field or '-'}"
+
+
+    @staticmethod
+    def _comment_outcome(hook: Hook) -> str:
+        """A new comment is queued when it may hold a `/planeflow` command."""
+        invalid = why_not_uuid("work item id", hook.data.get("issue"))
+        if invalid:
+            return f"ignored: {invalid}"
+        text = hook.data.get("comment_html")
+        if not isinstance(text, str) or not mentions_command(text):
+            return "ignored: issue_comment/created (no /planeflow command)"
+        return PROCESS
 
 
 class GiteaIntake:

@@ -189,3 +189,22 @@ class Keys:
         """Hash: `<metric>|<label>|sum` and `...|count` of timed things (job durations
         per stage, webhook lag), shared by all processes; exported as summaries."""
         return f"{self.prefix}observations"
+
+    # -- the operator's view --------------------------------------------------
+    @property
+    def audit(self) -> str:
+        """Stream: every operator action (retry, cancel, requeue, a comment's command)
+        with where it came from, for the dashboard (MAXLEN ~)."""
+        return f"{self.prefix}audit"
+
+    def plane_members(self, plane_project_id: str) -> str:
+        """Set, TTL: the project's members as Plane last listed them (who may command)."""
+        return f"{self.prefix}plane:members:{plane_project_id}"
+
+    def plane_members_asked(self, plane_project_id: str) -> str:
+        """String, TTL: the members list was just asked for (at most once a minute)."""
+        return f"{self.prefix}plane:members-asked:{plane_project_id}"
+
+    def dead_letter(self, broker_message_id: str) -> str:
+        """String, TTL: why a dead-lettered Dramatiq message died (its last error)."""
+        return f"{self.prefix}dead-letter:{broker_message_id}"

@@ -224,9 +224,10 @@ class PlaneOutbox:
         self.outbox.schedule(task_id)
         self._wake(task_id)
 
-    def comment(self, task_id: str, html: str) -> None:
-        """Post `html` on the task's work item, once, after those queued before it."""
-        self.outbox.add_comment(task_id, html)
+    def comment(self, task_id: str, html: str, external_id: str = "") -> None:
+        """Post `html` on the task's work item, once, after those queued before it.
+        A stable `external_id` makes a second call post nothing more (Plane's 409)."""
+        self.outbox.add_comment(task_id, html, external_id)
         self._wake(task_id)
 
     def note(self, task_id: str, html: str) -> None:

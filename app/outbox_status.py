@@ -116,11 +116,15 @@ class StatusWriter:
     def _plan(self, task: Task, project: Project, moved: list[str]) -> list[tuple[str, str]]:
         """(status key, state id) to write, in order: each stage moved into, ending with
         the current one; consecutive repeats and what Plane already shows left out."""
-        if task.stage is Stage.CANCELLED:
+        if task.stage is Stage.CANCELLED and not task.show_cancelled:
             return []  # Plane shows it already: it is where the cancel came from
         # `moved` and `task` come from one read: the last stage moved into is the task's
         # stage. Only when nothing moved (a new task, a drift repair) is it added here.
-        keys = [STAGE_STATUS_KEY[Stage(s)] for s in moved if s != Stage.CANCELLED.value]
+        keys = [
+            STAGE_STATUS_KEY[Stage(s)]
+            for s in moved
+            if s != Stage.CANCELLED.value or task.show_cancelled
+        ]
         if not keys:
             keys = [STAGE_STATUS_KEY[task.stage]]
         states = self.resolver.resolve(project)

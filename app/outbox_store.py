@@ -62,8 +62,11 @@ class OutboxStore:
         self.keys = keys
 
     # -- adding (inside the decision's transaction when `pipe` is given) ---------------
-    def new_comment(self, task_id: str, html: str) -> PendingComment:
-        """A comment with the next id of the task's counter (not queued yet)."""
+    def new_comment(self, task_id: str, html: str, external_id: str = "") -> PendingComment:
+        """A comment with the next id of the task's counter (not queued yet), or with
+        `external_id` when the caller has a stable one (a reply to a given comment)."""
+        if external_id:
+            return PendingComment(external_id, html, utcnow().isoformat())
         seq = int(self.r.incr(self.keys.outbox_seq(task_id)))
         return PendingComment(f"planeflow-{task_id}-{seq}", html, utcnow().isoformat())
 
@@ -72,8 +75,8 @@ class OutboxStore:
         target.rpush(self.keys.outbox_comments(task_id), comment.to_json())
         target.zadd(self.keys.outbox_due, {task_id: time.time()})
 
-    def add_comment(self, task_id: str, html: str) -> None:
-        self.queue_comment(self.r, task_id, self.new_comment(task_id, html))
+    def add_comment(self, task_id: str, html: str, external_id: str = "") -> None:
+        self.queue_comment(self.r, task_id, self.new_comment(task_id, html, external_id))
 
     def add_note(self, task_id: str, html: str) -> None:
         """Keep a milestone's note for the task's next digest comment."""

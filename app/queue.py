@@ -26,6 +26,7 @@ RUN_JOB = "run_job"
 RECONCILE_ALL = "reconcile_all"
 RECONCILE_PROJECT = "reconcile_project"
 FLUSH_OUTBOX = "flush_outbox"
+POST_REPLY = "post_reply"  # a command's reply on a work item that has no task
 
 
 def make_redis_broker(

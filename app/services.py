@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from app.actions import Actions
 from app.caps import Caps
+from app.commands import CommentCommands
 from app.config import Settings, load_registry
 from app.domain.errors import ConfigError
 from app.events import EventProcessor, key_digest, own_user_id, own_users
@@ -27,6 +29,7 @@ from app.plane.ratelimit import Priority, RateBudget
 from app.plane.status import StateResolver
 from app.projects import Project, Registry
 from app.queue import Dispatcher, make_redis_broker
+from app.queue_state import QueueState
 from app.reconciler import Reconciler
 from app.store import Redis, Store, connect
 
@@ -152,7 +155,40 @@ class Services:
             self.resolver,
             self.pipeline,
             snapshot_fresh_s=self.settings.snapshot_fresh_s,
+            commands=self.commands,
         )
+
+    @cached_property
+    def queue_state(self) -> QueueState:
+        return QueueState(self.client, self.settings.keys)
+
+    @cached_property
+    def actions(self) -> Actions:
+        """Operator actions (dashboard, CLI, comments); no Plane call of their own."""
+        return Actions(
+            self.store,
+            self.outbox,
+            self.dispatcher,
+            self.queue_state,
+            lambda: self.dispatcher.broker,
+        )
+
+    @cached_property
+    def commands(self) -> CommentCommands:
+        return CommentCommands(
+            self.store,
+            self.plane.at_priority(Priority.TRIGGER),
+            self.actions,
+            self._own_users,
+            self.dispatcher.send,
+        )
+
+    def _own_users(self) -> frozenset[str]:
+        """Every user planeflow writes as; asked again while none is known yet."""
+        pipeline = self.pipeline
+        if not pipeline.own_users:
+            pipeline.own_users = frozenset(self.store.own_users())
+        return pipeline.own_users
 
     @cached_property
     def reconciler(self) -> Reconciler:

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from app.config import Settings
 from app.plane.webhooks import signature
 from app.projects import Registry, registry_toml
-from app.sandbox.plane_render import render_item_webhook
+from app.sandbox.plane_render import render_comment, render_item_webhook
 from app.sandbox.plane_runner import BOT_KEY, DEMO_PROJECT_ID, SandboxPlaneRunner
 from app.sandbox.plane_world import Item, Project
 from app.sandbox.serve import ThreadedServer
@@ -213,3 +213,52 @@ def start_first_item(services: Any, runner: SandboxPlaneRunner) -> Any:
     )
     flush_outbox(services)
     return services.store.get_task_by_issue(item.id)
+
+
+def comment_delivery(
+    runner: SandboxPlaneRunner, item: Item, html: str, api_key: str
+) -> tuple[bytes, dict[str, str]]:
+    """A person (the user of `api_key`) comments on a sandbox item: the comment is in
+    the sandbox, and this is its signed `issue_comment` delivery in real Plane's layout."""
+    world = runner.sandbox.world
+    with runner.sandbox.lock:
+        project = demo_project(runner)
+        user = world.user_for_key(api_key)
+        comment = world.add_comment(project, item, {"comment_html": html}, user)
+        data = render_comment(world, project, comment)
+    body = {
+        "event": "issue_comment",
+        "action": "created",
+        "webhook_id": "wh-test",
+        "workspace_id": world.workspace_id,
+        "data": data,
+        "activity": {
+            "field": None,
+            "new_value": None,
+            "old_value": None,
+            "actor": user.render(),
+            "old_identifier": None,
+            "new_identifier": None,
+        },
+    }
+    raw = json.dumps(body).encode()
+    return raw, {
+        "X-Plane-Event": "issue_comment",
+        "X-Plane-Delivery": "d-" + comment.id,
+        "X-Plane-Signature": signature(SECRET, raw),
+        "Content-Type": "application/json",
+    }
+
+
+def stored_comment(services: Any, runner: SandboxPlaneRunner, item: Item, html: str,
+                   api_key: str) -> str:
+    """The comment as the receiver stores it in `pf:events`; returns the event id."""
+    raw, _ = comment_delivery(runner, item, html, api_key)
+    fields = {"source": "plane", "event": "issue_comment", "issue": item.id, "body": raw}
+    return str(services.store.r.xadd(services.settings.keys.events, fields))
+
+
+def comments_on(runner: SandboxPlaneRunner, item: Item) -> list[Any]:
+    """The sandbox's comments on an item, oldest first."""
+    with runner.sandbox.lock:
+        return list(demo_project(runner).comments.get(item.id, []))

@@ -57,13 +57,22 @@ class CancelledInPlane:
 
 
 @dataclass(frozen=True)
+class CancelRequested:
+    """An operator cancelled the task (the dashboard, the CLI, a Plane comment)."""
+
+    source: str
+
+
+@dataclass(frozen=True)
 class ItemDeleted:
     """The work item is gone from Plane (checked twice, its project still there)."""
 
     detail: str
 
 
-Event = StageEnded | Aborted | VerdictGiven | Resumed | CancelledInPlane | ItemDeleted
+Event = (
+    StageEnded | Aborted | VerdictGiven | Resumed | CancelledInPlane | CancelRequested | ItemDeleted
+)
 
 
 # -- inputs and output -------------------------------------------------------------------
@@ -139,6 +148,16 @@ def decide(task: TaskView, event: Event, policy: Policy) -> Decision:
             Outcome.CANCEL,
             f"cancelled in Plane [{event.source}]",
             effects=Effects(show_status=False, free_deploy_slot=True, cancel_active_job=True),
+        )
+    if isinstance(event, CancelRequested):
+        stage = next_stage(task.stage, Outcome.CANCEL)
+        # Plane is told: the work item shows Cancelled like any other stage.
+        return Decision(
+            stage,
+            Outcome.CANCEL,
+            f"cancelled by {event.source}",
+            {"show_cancelled": True},
+            Effects(free_deploy_slot=True, cancel_active_job=True),
         )
     stage = next_stage(task.stage, Outcome.CANCEL)
     return Decision(

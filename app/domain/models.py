@@ -73,6 +73,7 @@ class Task(_Record):
     conflict_rework_count: int = 0  # merge conflicts resolved by the developer agent
     failed_stage: Stage | None = None  # where a blocked task resumes
     blocked_reason: str | None = None
+    show_cancelled: bool = False  # an operator cancelled it: Plane is told (not from Plane)
     active_job_id: str | None = None
     status_key: str | None = None  # the Layer B key last written to Plane
     status_sync_ok: bool = True

@@ -22,6 +22,7 @@ class Handled(StrEnum):
     RETRYING = "retrying"  # the same stage again, with backoff
     STOPPED = "stopped"  # a job not run or stopped (task cancelled, superseded)
     IGNORED = "ignored"  # nothing to do, with the reason
+    ANSWERED = "answered"  # commands from a Plane comment acted on and answered
 
 
 @dataclass(frozen=True)
@@ -56,3 +57,4 @@ class TimelineKind(StrEnum):
     PLANE = "plane"
     FORGE = "forge"
     WARNING = "warning"
+    ACTION = "action"  # an operator's retry/cancel/requeue or a comment's command

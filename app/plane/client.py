@@ -55,6 +55,16 @@ class PlaneClient(PlaneTransport):
         )
         return user
 
+    def list_members(self, project_id: str) -> list[PlaneUser]:
+        """The project's members: a plain JSON list on Plane 1.3.1, no envelope."""
+        path = self._path(project_id, "members")
+        answer = self.request("GET", path, project_id=project_id)
+        if isinstance(answer, dict):  # tolerate an envelope, should a version add one
+            answer = answer.get("results", [])
+        if not isinstance(answer, list):
+            raise PlaneError(f"{path}: unexpected answer shape: expected a list")
+        return [self._parse(PlaneUser, raw, path) for raw in answer]
+
     def list_states(self, project_id: str) -> list[PlaneState]:
         path = self._path(project_id, "states")
         return [

@@ -10,6 +10,8 @@ from app.sandbox.serve import ThreadedServer
 
 BOT_KEY = "plane_api_sandbox_planeflow_bot_0000000000"
 HUMAN_KEY = "plane_api_sandbox_human_ada_00000000000000"
+# A workspace user who is a member of no project (commands from them are refused).
+GUEST_KEY = "plane_api_sandbox_guest_gus_00000000000000"
 DEMO_PROJECT_ID = "5f0c1d2e-0000-4000-8000-00000000de00"
 
 # Every pipeline status, for a board that shows each stage.
@@ -52,6 +54,7 @@ def new_world(
     world = World(workspace)
     world.add_user(bot_key, "planeflow-bot", first_name="planeflow", last_name="bot")
     world.add_user(human_key, "ada", first_name="Ada", last_name="Admin")
+    world.non_members.add(world.add_user(GUEST_KEY, "gus", first_name="Gus", last_name="Guest").id)
     return world
 
 

@@ -1,22 +1,24 @@
 """The sandbox Plane server: Plane's REST API v1 subset over aiohttp, plus admin routes.
 
-
 Same paths (`work-items/` and the older `issues/`), envelope, cursor format, ignored
 state filters, error bodies, per-key rate limit (429 + Retry-After, no rate headers on
-401/403/429) as the recordings of real Plane 1.3.1. `/_sandbox/...` routes let tests
-and the demo act as a human in the web app and read what happened.
+401/403/429) as the recordings of real Plane 1.3.1. `/_sandbox/...` routes
+(`app.sandbox.plane_admin`) let tests and the demo act as a human in the web app and
+read what happened.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from app.sandbox import plane_render as render
+from app.sandbox.plane_admin import admin
+from app.sandbox.plane_admin import json_answer as _json
+from app.sandbox.plane_admin import read_body as _body
 from app.sandbox.plane_state import SANDBOX, SandboxPlane, _RetryAfter
 from app.sandbox.plane_world import Project, SandboxError, User, World, not_found
 
@@ -25,15 +27,6 @@ WORLD = web.AppKey("world", World)
 USER = web.RequestKey("user", User)
 
 __all__ = ["SANDBOX", "USER", "WORLD", "SandboxPlane", "make_app"]
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode(),
-        status=status,
-        content_type="application/json",
-        headers=headers,
-    )
 
 
 @web.middleware
@@ -71,17 +64,6 @@ async def plane_middleware(request: web.Request, handler: Handler) -> web.Stream
         if isinstance(exc.__cause__, _RetryAfter):
             headers["Retry-After"] = str(exc.__cause__.seconds)
         return _json(exc.body, exc.status, headers)
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        data = json.loads(raw or b"{}")
-    except json.JSONDecodeError as exc:
-        raise SandboxError(400, {"detail": f"JSON parse error - {exc}"}) from None
-    if not isinstance(data, dict):
-        raise SandboxError(400, {"non_field_errors": ["Invalid data."]})
-    return data
 
 
 def _ctx(request: web.Request) -> tuple[SandboxPlane, World, Project]:
@@ -130,7 +112,8 @@ async def states(request: web.Request) -> web.Response:
 async def members(request: web.Request) -> web.Response:
     sandbox, world, _ = _ctx(request)
     with sandbox.lock:  # a plain list, no envelope
-        return _json([u.render() for u in {u.id: u for u in world.users_by_key.values()}.values()])
+        users = {u.id: u for u in world.users_by_key.values() if u.id not in world.non_members}
+        return _json([u.render() for u in users.values()])
 
 
 def _expand(request: web.Request) -> frozenset[str]:
@@ -207,74 +190,6 @@ async def by_identifier(request: web.Request) -> web.Response:
                     if str(item.sequence_id) == seq:
                         return _json(render.render_item(world, project, item))
         raise not_found()
-
-
-def _locate(world: World, project_id: str, item: str) -> tuple[str, str]:
-    """(project id, item id) of `item`: an id (with its project's id) or an identifier
-    such as `DEMO-1` (the project is then found by its prefix)."""
-    prefix, _, seq = item.rpartition("-")
-    for project in world.projects.values():
-        if prefix and seq.isdigit() and project.identifier == prefix:
-            for found in project.items.values():
-                if str(found.sequence_id) == seq:
-                    return project.id, found.id
-            raise not_found()
-    return project_id, item
-
-
-# -- admin: act as a human in the web app; read what happened ----------------------------
-async def admin(request: web.Request) -> web.Response:
-    sandbox: SandboxPlane = request.app[SANDBOX]
-    world = sandbox.world
-    action = request.match_info["action"]
-    try:
-        with sandbox.lock:
-            if request.method == "GET" and action == "info":
-                return _json(sandbox.info())
-            if request.method == "GET" and action == "deliveries":
-                return _json([d.summary() for d in sandbox.sender.sent])
-            if request.method == "GET" and action == "history":
-                _, item_id = _locate(world, "", request.query["item"])
-                return _json(world.state_history(item_id))
-            body = await _body(request)
-            key = str(body.get("api_key") or sandbox.human_key or "")
-            if action == "move":
-                project_id, item_id = _locate(world, body.get("project", ""), body["item"])
-                item = world.move(project_id, item_id, body["state"], key)
-                return _json({"id": item.id, "state": item.state_id})
-            if action == "create":
-                project = world.project(body["project"])
-                state = project.state_by_name(body.get("state", "Backlog"))
-                item = world.create_item(
-                    project,
-                    {
-                        "name": body["name"],
-                        "state": state.id,
-                        "description_html": body.get("description_html", "<p></p>"),
-                    },
-                    world.user_for_key(key),
-                )
-                return _json(render.render_item(world, project, item), 201)
-            if action == "comment":
-                project = world.project(body["project"])
-                comment = world.add_comment(
-                    project,
-                    world.item(project, body["item"]),
-                    {"comment_html": body["html"]},
-                    world.user_for_key(key),
-                )
-                return _json({"id": comment.id}, 201)
-            if action == "webhook":
-                sandbox.sender.configure(body.get("url"), str(body.get("secret", "")))
-                return _json({"url": sandbox.sender.url})
-            if action == "backdate":
-                world.backdate(body["project"], body["item"], float(body["seconds"]))
-                return _json({"ok": True})
-    except (KeyError, SandboxError) as exc:
-        if isinstance(exc, SandboxError):
-            return _json(exc.body, exc.status)
-        return _json({"error": f"missing or unknown {exc}"}, 400)
-    return _json({"error": f"unknown admin action {action!r}"}, 404)
 
 
 def make_app(sandbox: SandboxPlane) -> web.Application:

@@ -36,6 +36,7 @@ class WorldBase:
         self.slug = workspace_slug
         self.workspace_id = workspace_id or new_id()
         self.users_by_key: dict[str, User] = {}
+        self.non_members: set[str] = set()  # users of the workspace in no project
         self.projects: dict[str, Project] = {}
         self.on_event = on_event
         self.history: dict[str, list[tuple[str, str]]] = {}  # item -> [(state, actor)]

@@ -1,8 +1,9 @@
 """Redis repository: tasks, jobs, timelines, locks, the anti-dup index and shared state.
 
 `Store` is one object made of one module per concept: `base` (connection, locks,
-timeline), `tasks`, `jobs` (with the deploy slot) and `shared` (stored events, our Plane
-user, the states cache, event folding, counters). The Plane outbox's and the
+timeline), `tasks`, `jobs` (with the deploy slot), `shared` (stored events, our Plane
+user, the states cache, event folding, counters) and `operator` (the audit trail,
+work items by name, Plane members). The Plane outbox's and the
 reconciler's own state live beside it (`app.outbox_store`, `app.reconcile_state`).
 """
 
@@ -12,6 +13,7 @@ from app.domain.models import Task
 from app.domain.stages import Stage
 from app.store.base import TIMELINE_MAXLEN, Redis, StoreBase, connect
 from app.store.jobs import JobsMixin
+from app.store.operator import OperatorMixin
 from app.store.retention import RetentionMixin
 from app.store.shared import SharedMixin
 from app.store.tasks import TasksMixin
@@ -19,7 +21,7 @@ from app.store.tasks import TasksMixin
 __all__ = ["TIMELINE_MAXLEN", "Redis", "Store", "connect", "create_task_atomic"]
 
 
-class Store(TasksMixin, JobsMixin, SharedMixin, RetentionMixin, StoreBase):
+class Store(OperatorMixin, TasksMixin, JobsMixin, SharedMixin, RetentionMixin, StoreBase):
     """All of planeflow's own Redis state, behind small explicit operations."""
 
 

@@ -7,6 +7,7 @@ import pytest
 from app.domain.decisions import (
     Aborted,
     CancelledInPlane,
+    CancelRequested,
     Decision,
     Event,
     ItemDeleted,
@@ -32,6 +33,7 @@ EVENTS: dict[str, Event] = {
     "abort": Aborted("budget used up"),
     "resume": Resumed("webhook"),
     "cancel": CancelledInPlane("webhook"),
+    "operator_cancel": CancelRequested("cli (user ada)"),
     "deleted": ItemDeleted("404 twice"),
 }
 WORKING = [S.ANALYSIS, S.DEVELOPMENT, S.QUALITY_GATE, S.REVIEW, S.MERGE]
@@ -60,9 +62,11 @@ LEGAL: dict[tuple[Stage, str], Stage] = {
     (S.MONITORING, "failure"): S.BLOCKED,
     (S.BLOCKED, "resume"): S.DEVELOPMENT,  # the stage it failed in (below)
     (S.BLOCKED, "cancel"): S.CANCELLED,
+    (S.BLOCKED, "operator_cancel"): S.CANCELLED,
     (S.BLOCKED, "deleted"): S.CANCELLED,
     **{(s, "abort"): S.BLOCKED for s in WORKING},
     **{(s, "cancel"): S.CANCELLED for s in WORKING},
+    **{(s, "operator_cancel"): S.CANCELLED for s in WORKING},
     **{(s, "deleted"): S.CANCELLED for s in WORKING},
 }
 PAIRS = [(stage, name) for stage in Stage for name in EVENTS]
@@ -97,7 +101,9 @@ def check_effects(stage: Stage, name: str, decision: Decision) -> None:
     assert effects.queue_job is not terminal
     assert effects.cleanup_worktree is (decision.stage is S.DONE)
     if decision.stage is S.CANCELLED:
-        assert effects.cancel_active_job and not effects.show_status
+        # Plane already shows a cancel made there; an operator's is shown to it.
+        assert effects.cancel_active_job
+        assert effects.show_status is (name == "operator_cancel")
         assert effects.drop_plane_writes is (name == "deleted")
     else:
         assert effects.show_status and not effects.drop_plane_writes
@@ -125,3 +131,8 @@ def test_resume_goes_back_to_the_failed_stage_or_analysis() -> None:
 def test_blocked_comment_escapes_the_reason() -> None:
     decision = decide(view(S.MONITORING), Aborted("<script>x</script>"), POLICY)
     assert "&lt;script&gt;" in decision.effects.comments[0]
+
+
+def test_operator_cancel_names_where_it_came_from() -> None:
+    decision = decide(view(S.REVIEW), EVENTS["operator_cancel"], POLICY)
+    assert decision.reason == "cancelled by cli (user ada)"

@@ -210,3 +210,49 @@ async def test_own_echo_never_absorbs_a_humans_delivery(client: Client, store: S
     assert later_echo["folded_into"] == human["event_id"]
     assert store.r.llen("dramatiq:events") == 2
     assert not store.clear_fold(ITEM, echo["event_id"])  # the marker names the human's now
+
+
+def comment_body(html: str, *, issue: Any = ITEM, nonce: str = "") -> bytes:
+    body = {
+        "event": "issue_comment",
+        "action": "created",
+        "webhook_id": "wh",
+        "workspace_id": "ws",
+        "data": {
+            "id": "c9e0e8cd-5c5f-4f58-8327-cff5e8043808",
+            "project": DEMO,
+            "issue": issue,
+            "comment_html": html,
+            "pad": nonce,
+        },
+        "activity": {"field": None, "actor": {"id": "human"}},
+    }
+    return json.dumps(body).encode()
+
+
+async def test_a_comment_with_a_command_is_queued_and_never_folded(
+    client: Client, store: Store
+) -> None:
+    await post(client, state_body(nonce="1"))  # a state event of the item is queued
+    first = await post(client, comment_body("<p>/planeflow status</p>", nonce="1"))
+    second = await post(client, comment_body("<p>/planeflow retry</p>", nonce="2"))
+    assert first["outcome"] == second["outcome"] == "process"
+    assert store.r.llen("dramatiq:events") == 3
+    (_, event), *_ = store.r.xrange(store.keys.events, first["event_id"], first["event_id"])
+    assert (event["event"], event["issue"]) == ("issue_comment", ITEM)
+
+
+async def test_a_comment_without_a_command_is_kept_but_not_queued(
+    client: Client, store: Store
+) -> None:
+    answer = await post(client, comment_body("<p>looks good to me</p>"))
+    assert answer["outcome"] == "ignored: issue_comment/created (no /planeflow command)"
+    assert store.r.llen("dramatiq:events") == 0
+
+
+async def test_a_comment_on_an_invalid_work_item_id_is_ignored(
+    client: Client, store: Store
+) -> None:
+    answer = await post(client, comment_body("<p>/planeflow retry</p>", issue="../../users/me"))
+    assert answer["outcome"].startswith("ignored: work item id")
+    assert store.r.llen("dramatiq:events") == 0

@@ -1,0 +1,66 @@
+"""The operator's state: the audit trail of actions, work items by name, Plane members."""
+
+from __future__ import annotations
+
+from app.domain.models import Task, utcnow
+from app.store.tasks import TasksMixin
+
+AUDIT_MAXLEN = 2000
+
+
+class OperatorMixin(TasksMixin):
+    # -- the audit trail ----------------------------------------------------------
+    def record_action(self, action: str, target: str, origin: str, result: str) -> None:
+        """One operator action (retry, cancel, requeue, a comment's command), kept in
+        `pf:audit` with where it came from and what it did."""
+        fields = {
+            "ts": utcnow().isoformat(),
+            "action": action,
+            "target": target,
+            "origin": origin,
+            "result": result[:500],
+        }
+        self.r.xadd(self.keys.audit, fields, maxlen=AUDIT_MAXLEN, approximate=True)
+
+    def recent_actions(self, count: int = 20) -> list[dict[str, str]]:
+        """The newest actions first."""
+        return [
+            dict(fields, id=str(entry_id))
+            for entry_id, fields in self.r.xrevrange(self.keys.audit, count=count)
+        ]
+
+    # -- lookups ----------------------------------------------------------------
+    def find_task(self, work_item_id: str) -> Task | None:
+        """The task of a work item named like `DEMO-12` (any case); the newest if a
+        work item ever had several."""
+        wanted = work_item_id.strip().upper()
+        found = [t for t in self.list_tasks() if t.work_item_id.upper() == wanted]
+        return max(found, key=lambda t: t.created_at) if found else None
+
+    def stored_event(self, event_id: str) -> dict[str, str] | None:
+        """One `pf:events` entry's fields, or None (unknown, or trimmed)."""
+        entries = self.r.xrange(self.keys.events, event_id, event_id)
+        return dict(entries[0][1]) if entries else None
+
+    # -- Plane project members (who may give a command in a comment) --------------------
+    def cached_members(self, plane_project_id: str) -> set[str] | None:
+        """The members Plane last listed, or None when that list has expired."""
+        key = self.keys.plane_members(plane_project_id)
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.exists(key)
+            pipe.smembers(key)
+            exists, members = pipe.execute()
+        return {str(m) for m in members} - {""} if exists else None
+
+    def remember_members(self, plane_project_id: str, members: set[str], ttl_s: int) -> None:
+        key = self.keys.plane_members(plane_project_id)
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.sadd(key, "", *members)  # "": an empty list is remembered too
+            pipe.expire(key, ttl_s)
+            pipe.execute()
+
+    def may_ask_members(self, plane_project_id: str, every_s: int = 60) -> bool:
+        """True at most once per `every_s` per project (a refresh after a miss)."""
+        key = self.keys.plane_members_asked(plane_project_id)
+        return bool(self.r.set(key, "1", nx=True, ex=every_s))
