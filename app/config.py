@@ -50,6 +50,10 @@ class Settings(BaseSettings):
 
     web_host: str = "127.0.0.1"
     web_port: int = 8080
+    # The dashboard (`/` on `web`): with a token, every page and endpoint asks for it;
+    # without one it is served only when `web` listens on a loopback address.
+    dashboard_token: SecretStr = SecretStr("")
+    plane_web_url: str | None = None  # links to work items (default: plane_base_url)
     webhook_max_body: int = 1024 * 1024
     webhook_read_idle_s: float = 10.0  # no body byte for this long -> 408
     ingest_redis_timeout_s: float = 0.5  # a hung Redis sends webhooks to the spool this fast

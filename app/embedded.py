@@ -139,6 +139,8 @@ class Demo:
                 self.settings,
                 registry=self.registry,
                 redis_client=self.services.store.r,
+                listen_host="127.0.0.1",
+                services=self.services,
             ),
             port=web_port,
         ).start()
@@ -214,6 +216,7 @@ def run(*, timeout_s: float = 180, keep_running: bool = False, out: Any = None) 
         say(f"  redis:  {demo.redis.url} — {demo.redis.kind}")
         say(f"  plane:  {demo.plane.url} (sandbox; workspace acme, project DEMO)")
         say(f"  web:    {demo.web_url} (webhooks, /healthz, /readyz, /metrics)")
+        say(f"  board:  {demo.web_url}/ (the dashboard, live)")
         say(f"  forge:  {demo.registry.projects['demo'].repo} (local bare git repo)")
         say(f"  files:  {workdir}")
         return drive(demo, say, timeout_s, keep_running)
@@ -288,8 +291,8 @@ def drive(demo: Demo, say: Any, timeout_s: float, keep_running: bool) -> int:
     say(f"\n{'DONE' if ok else 'NOT DONE'}: {name} {where} in {time.monotonic() - started:.1f}s.")
     if keep_running:
         say(
-            "\nStill running (Ctrl-C to stop). Try: planeflow tasks, with "
-            f"ORCH_REDIS_URL={demo.redis.url}"
+            f"\nStill running (Ctrl-C to stop). Open {demo.web_url}/ for the dashboard, or "
+            f"try: planeflow tasks --watch, with ORCH_REDIS_URL={demo.redis.url}"
         )
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()

@@ -12,7 +12,6 @@ goes to the comment commands (`app.commands`).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from app.domain.results import Result, TimelineKind, ignored
 from app.pipeline import Pipeline
 from app.plane.client import PlaneClient
 from app.plane.models import WorkItem
+from app.plane.ratelimit import key_digest
 from app.plane.status import StateResolver, Trigger
 from app.projects import Project, Registry
 from app.store import Store
@@ -258,8 +258,3 @@ def own_users(default: str | None, store: Store, plane: PlaneClient) -> frozense
         if known:
             users.add(known)
     return frozenset(users | store.own_users())
-
-
-def key_digest(api_key: str) -> str:
-    """A short, stable name for an API key (never the key itself in Redis or logs)."""
-    return hashlib.sha256(api_key.encode()).hexdigest()[:16]

@@ -206,6 +206,8 @@ class PlaneIntake:
         invalid = why_not_uuid("work item id", hook.data.get("issue"))
         if invalid:
             return f"ignored: {invalid}"
+        if hook.data.get("external_source") == "planeflow":
+            return "ignored: issue_comment/created (planeflow's own comment)"
         text = hook.data.get("comment_html")
         if not isinstance(text, str) or not mentions_command(text):
             return "ignored: issue_comment/created (no /planeflow command)"

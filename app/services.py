@@ -16,7 +16,7 @@ from app.caps import Caps
 from app.commands import CommentCommands
 from app.config import Settings, load_registry
 from app.domain.errors import ConfigError
-from app.events import EventProcessor, key_digest, own_user_id, own_users
+from app.events import EventProcessor, own_user_id, own_users
 from app.forge.base import Forge
 from app.forge.gitea import GiteaForge
 from app.forge.gitremote import GitRemoteForge
@@ -25,7 +25,7 @@ from app.outbox import OutboxFlusher, PlaneOutbox
 from app.outbox_store import OutboxStore
 from app.pipeline import Pipeline
 from app.plane.client import PlaneClient, ProjectKey
-from app.plane.ratelimit import Priority, RateBudget
+from app.plane.ratelimit import Priority, RateBudget, key_digest
 from app.plane.status import StateResolver
 from app.projects import Project, Registry
 from app.queue import Dispatcher, make_redis_broker

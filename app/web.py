@@ -3,7 +3,8 @@
 `POST /webhooks/plane` and `/webhooks/gitea` read the whole body, verify its signature
 on the raw bytes, parse and classify it (`app.intake`) and hand the entry to `Ingest`
 (group commit into Redis, or the spool). `/healthz` says the process is alive, `/readyz`
-that Redis answers, `/metrics` is Prometheus text. No request is answered 500: an
+that Redis answers, `/metrics` is Prometheus text; `/` is the operator's dashboard
+(`app.dashboard`) where it may be served. No request is answered 500: an
 unexpected failure is logged with its traceback and answered 503.
 """
 
@@ -21,11 +22,13 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app import dashboard
 from app.config import Settings
 from app.ingest import REDIS_ERRORS, Ingest, connect_async
 from app.intake import GiteaIntake, PlaneIntake, Refused, read_body
 from app.metrics import PipelineMetrics, SharedCounters, WebMetrics
 from app.projects import Registry
+from app.services import Services
 from app.spool import Entry, Spool
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,7 @@ class Receiver:
 
 
 RECEIVER = web.AppKey("receiver", Receiver)
+DASHBOARD_NOTE = web.AppKey("dashboard_note", str)  # whether and how it is served
 
 
 def error(status: int, message: str, *, close: bool = False) -> web.Response:
@@ -157,12 +161,15 @@ def create_app(
     redis_client: Any,
     aredis: AsyncRedisFactory | None = None,
     drain_interval_s: float = 1.0,
+    listen_host: str | None = None,
+    services: Services | None = None,
 ) -> web.Application:
-    """The receiver app.
+    """The receiver app, with the dashboard where it may be served (`app.dashboard`).
 
-    `redis_client` (synchronous) serves the shared counters on /metrics; the ingest path
-    uses its own `redis.asyncio` client, made on the serving loop by `aredis` (default:
-    from `settings.redis_url`, with short timeouts) and closed with the app.
+    `redis_client` (synchronous) serves the shared counters on /metrics and the
+    dashboard's reads; the ingest path uses its own `redis.asyncio` client, made on the
+    serving loop by `aredis` (default: from `settings.redis_url`, with short timeouts)
+    and closed with the app. `listen_host`: where the app will listen (None: a test).
     """
     web_metrics = WebMetrics()
     web_metrics.registry.register(
@@ -184,6 +191,8 @@ def create_app(
     app.router.add_get("/healthz", never_500(healthz))
     app.router.add_get("/readyz", never_500(readyz))
     app.router.add_get("/metrics", never_500(metrics))
+    parts = services or Services(settings, redis=redis_client, registry_override=registry)
+    app[DASHBOARD_NOTE] = dashboard.mount(app, parts, listen_host)
 
     def default_client() -> aioredis.Redis:
         return connect_async(settings.redis_url, timeout_s=settings.ingest_redis_timeout_s)
@@ -207,6 +216,10 @@ def create_app(
             await drainer
         await receiver.ingest.close()
         await client.aclose()
+        if services is None:
+            if parts.broker is not None:
+                parts.broker.close()
+            parts.close()
 
     app.cleanup_ctx.append(ingest_ctx)
     return app

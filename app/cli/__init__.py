@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import redis
 
 from app import logs
-from app.cli import init_cmd, launchers, setup_cmds, views
+from app.cli import init_cmd, launchers, operate, setup_cmds, views
 from app.cli.formatting import redacted_url
 from app.cli.launchers import ListenError, new_event_loop
 from app.config import Settings, load_settings
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub: Any = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     launchers.add_parsers(sub)
     views.add_parsers(sub)
+    operate.add_parsers(sub)
     setup_cmds.add_parsers(sub)
     init_cmd.add_parser(sub)
     return parser

@@ -20,16 +20,16 @@ Command = Callable[[argparse.Namespace, Settings], int]
 def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web as aioweb
 
-    from app.web import create_app
+    from app.web import DASHBOARD_NOTE, create_app
 
     registry = load_registry(settings.projects_file)
     preflight.require(settings, registry, preflight.WEB)
     client = connect(settings.redis_url)
-    app = create_app(settings, registry=registry, redis_client=client)
     host, port = listen_address(args, settings, os.environ)
+    app = create_app(settings, registry=registry, redis_client=client, listen_host=host)
     print(
         f"planeflow web on http://{host}:{port} (redis {redacted_url(settings.redis_url)}, "
-        f"{len(registry.projects)} project(s))",
+        f"{len(registry.projects)} project(s)); {app[DASHBOARD_NOTE]}",
         flush=True,
     )
     try:

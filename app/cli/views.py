@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 
+from app.cli import live
 from app.cli.formatting import format_table
 from app.config import Settings, load_registry
 from app.domain.errors import ConfigError, PlaneflowError
@@ -69,6 +70,8 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     store = make_store(settings)
+    if args.follow:
+        return live.follow_timeline(store, args.work_item, sys.stdout)
     matches = [t for t in store.list_tasks() if t.work_item_id == args.work_item.upper()]
     if not matches:
         print(
@@ -76,13 +79,9 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 1
     for task in matches:
-        blocked = f", blocked: {task.blocked_reason}" if task.blocked_reason else ""
-        print(
-            f"{task.work_item_id} (task {task.id}, {task.project}): "
-            f"stage {task.stage.value}{blocked}"
-        )
+        live.print_header(task, sys.stdout)
         for entry in store.timeline(task.id):
-            print(f"  {entry['ts'][:19]}  {entry['kind']:<10} {entry['message']}")
+            print(live.line(entry))
     return 0
 
 
@@ -112,6 +111,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
     store = make_store(settings)
+    if args.watch:
+        return live.watch_tasks(settings, store, args.interval, sys.stdout)
     tasks = store.list_tasks(Stage(args.stage) if args.stage else None)
     if args.json:
         print(json.dumps([t.model_dump(mode="json") for t in tasks], indent=2))
@@ -160,6 +161,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
     explain = sub.add_parser("explain", help="why a work item is where it is: its decisions")
     explain.add_argument("work_item", help="e.g. ORCH-12")
+    explain.add_argument(
+        "--follow", "-f", action="store_true", help="then print each new decision (Ctrl-C stops)"
+    )
     explain.set_defaults(func=cmd_explain)
 
     sub.add_parser("status", help="per-project webhook-loss meter and counters").set_defaults(
@@ -169,4 +173,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     tasks = sub.add_parser("tasks", help="list tasks from Redis")
     tasks.add_argument("--json", action="store_true", help="machine-readable output")
     tasks.add_argument("--stage", choices=[s.value for s in Stage])
+    tasks.add_argument("--watch", "-w", action="store_true", help="a live board (Ctrl-C stops)")
+    tasks.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between redraws (--watch)"
+    )
     tasks.set_defaults(func=cmd_tasks)

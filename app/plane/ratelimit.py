@@ -26,6 +26,7 @@ ticket (`observe`), so an answer that arrives late never overwrites a newer read
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import time
@@ -238,3 +239,8 @@ class RateBudget:
         """The shared state (for `planeflow status` and the benches)."""
         raw = self._client.hgetall(self._keys[1])
         return {str(k): str(v) for k, v in raw.items()}
+
+
+def key_digest(api_key: str) -> str:
+    """A short, stable name for an API key (never the key itself in Redis or logs)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]

@@ -64,3 +64,10 @@ class OperatorMixin(TasksMixin):
         """True at most once per `every_s` per project (a refresh after a miss)."""
         key = self.keys.plane_members_asked(plane_project_id)
         return bool(self.r.set(key, "1", nx=True, ex=every_s))
+
+    def timeline_after(
+        self, task_id: str, after: str, block_ms: int = 5000
+    ) -> list[dict[str, str]]:
+        """Timeline entries newer than stream id `after`, waiting up to `block_ms`."""
+        found = self.r.xread({self.keys.task_log(task_id): after}, block=block_ms, count=500)
+        return [dict(fields, id=str(i)) for _, entries in found or [] for i, fields in entries]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.domain.results import Handled
-from app.events import key_digest
+from app.plane.ratelimit import key_digest
 from app.sandbox.plane_runner import DEMO_PROJECT_ID, SandboxPlaneRunner
 from app.services import Services
 from tests.helpers import first_item, registry, start_first_item

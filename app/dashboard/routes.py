@@ -1,0 +1,281 @@
+"""The dashboard's pages and endpoints: small coroutines over the board feed and actions.
+
+Pages: `/` (the board) and `/tasks/<WORK-ITEM>` (one task), one HTML shell whose
+script (`static/app.js`, served from here: no build step, no CDN) renders the JSON of
+`/api/board` and `/api/tasks/<WORK-ITEM>` and follows `/api/stream` (server-sent
+events: the board, sent again whenever it changes). Actions are POSTs:
+`/api/tasks/<WORK-ITEM>/retry|cancel` and `/api/dead-letters/<id>/requeue`. Every
+route is wrapped by `guarded`, which asks for the token (when one is set) and, for a
+POST, the CSRF proof; the webhook routes are not touched by any of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from app.actions import Actions, Origin
+from app.board import Board
+from app.dashboard.auth import COOKIE, SESSION_S, Access, Guard, safe_next
+from app.dashboard.feed import BoardFeed
+from app.domain.results import Handled, Result
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+KEEPALIVE_S = 15.0
+STREAM_TICK_S = 0.5
+MAX_STREAMS = 64
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+# The login page is one file with its own few styles: nothing else runs on it.
+LOGIN_HEADERS = {
+    **SECURITY_HEADERS,
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+STATIC_TYPES = {"app.js": "text/javascript", "style.css": "text/css"}
+
+
+@dataclass
+class Dashboard:
+    guard: Guard
+    feed: BoardFeed
+    board: Board
+    actions: Actions
+    streams: set[asyncio.Task[Any]] = field(default_factory=set)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+DASHBOARD = web.AppKey("dashboard", Dashboard)
+
+
+def _static(name: str) -> bytes:
+    return resources.files("app.dashboard").joinpath("static", name).read_bytes()
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def guarded(handler: Handler, *, page: bool = False, post: bool = False) -> Handler:
+    """The token (when one is set) and, for a POST, the CSRF proof; the security headers."""
+
+    async def check(request: web.Request) -> web.StreamResponse:
+        dash = request.app[DASHBOARD]
+        access = dash.guard.access(request)
+        if access is Access.DENIED:
+            if page:
+                target = safe_next(request.path_qs)
+                raise web.HTTPSeeOther(f"/login?next={_quote(target)}", headers=SECURITY_HEADERS)
+            refused = _json({"error": "the dashboard token is required"}, 401)
+            refused.headers["WWW-Authenticate"] = 'Bearer realm="planeflow"'
+            return _secure(refused)
+        if post and access is not Access.BEARER and not dash.guard.csrf_ok(request):
+            return _secure(_json({"error": "missing or wrong CSRF token, or another origin"}, 403))
+        resp: web.StreamResponse
+        try:
+            resp = await handler(request)
+        except (web.HTTPException, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # Redis down, a bug: never a 500 page, never a secret
+            log.warning("dashboard %s %s failed: %s", request.method, request.path, exc)
+            resp = _json({"error": f"the board cannot be read now ({type(exc).__name__})"}, 503)
+        return _secure(resp)
+
+    return check
+
+
+def _secure(resp: web.StreamResponse) -> web.StreamResponse:
+    if not resp.prepared:
+        resp.headers.update(SECURITY_HEADERS)
+    return resp
+
+
+def _quote(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(path, safe="/")
+
+
+# -- pages --------------------------------------------------------------------------
+async def shell(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    page = _static("index.html").decode()
+    page = page.replace("__CSRF__", dash.guard.csrf_token(request))
+    page = page.replace("__MODE__", "open" if dash.guard.open else "token")
+    return web.Response(text=page, content_type="text/html")
+
+
+async def static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in STATIC_TYPES:
+        raise web.HTTPNotFound()
+    resp = web.Response(body=_static(name), content_type=STATIC_TYPES[name])
+    resp.headers.update(SECURITY_HEADERS)
+    return resp
+
+
+async def login_page(request: web.Request) -> web.Response:
+    return _login_form(request, "")
+
+
+def _login_form(request: web.Request, error: str, status: int = 200) -> web.Response:
+    page = _static("login.html").decode()
+    page = page.replace("__NEXT__", html.escape(safe_next(request.query.get("next", "/"))))
+    page = page.replace("__ERROR__", html.escape(error))
+    resp = web.Response(text=page, content_type="text/html", status=status)
+    resp.headers.update(LOGIN_HEADERS)
+    return resp
+
+
+async def login(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    form = await request.post()
+    target = safe_next(str(form.get("next", "/")))
+    if dash.guard.open:
+        raise web.HTTPSeeOther(target)
+    if not dash.guard.token_ok(str(form.get("token", ""))):
+        await asyncio.sleep(0.5)  # slows guessing down; the loop serves others meanwhile
+        log.warning("dashboard login refused (client %s)", client_of(request))
+        return _login_form(request, "That is not the dashboard token.", 401)
+    resp = web.HTTPSeeOther(target, headers=SECURITY_HEADERS)
+    resp.set_cookie(
+        COOKIE,
+        dash.guard.new_session(),
+        max_age=SESSION_S,
+        httponly=True,
+        samesite="Strict",
+        secure=_https(request),
+        path="/",
+    )
+    raise resp
+
+
+async def logout(request: web.Request) -> web.Response:
+    resp = web.HTTPSeeOther("/login", headers=SECURITY_HEADERS)
+    resp.del_cookie(COOKIE, path="/")
+    raise resp
+
+
+def _https(request: web.Request) -> bool:
+    return request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
+
+
+# -- reads --------------------------------------------------------------------------
+async def board(request: web.Request) -> web.Response:
+    snap = await request.app[DASHBOARD].feed.get()
+    return web.Response(body=snap.body, content_type="application/json")
+
+
+async def task(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    work_item = request.match_info["work_item"]
+    detail = await dash.feed.call(lambda: dash.board.task_detail(work_item))
+    if detail is None:
+        return _json({"error": f"no task for {work_item}"}, 404)
+    return _json(detail)
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: `board` with the board whenever it changes, a comment line
+    every KEEPALIVE_S so proxies keep the connection, `problem` while Redis fails."""
+    dash = request.app[DASHBOARD]
+    if len(dash.streams) >= MAX_STREAMS:
+        return _json({"error": "too many live views open"}, 503)
+    resp = web.StreamResponse(
+        headers={**SECURITY_HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
+    )
+    await resp.prepare(request)
+    me = asyncio.current_task()
+    assert me is not None
+    dash.streams.add(me)
+    last, quiet = "", 0.0
+    try:
+        while not dash.stopping.is_set():
+            try:
+                snap = await dash.feed.get()
+            except Exception as exc:
+                await resp.write(f"event: problem\ndata: {type(exc).__name__}\n\n".encode())
+                last = ""
+            else:
+                if snap.digest != last:
+                    await resp.write(b"event: board\ndata: " + snap.body + b"\n\n")
+                    last, quiet = snap.digest, 0.0
+                elif quiet >= KEEPALIVE_S:
+                    await resp.write(b": keepalive\n\n")
+                    quiet = 0.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(dash.stopping.wait(), STREAM_TICK_S)
+            quiet += STREAM_TICK_S
+    except (ConnectionResetError, ConnectionError):
+        pass  # the viewer went away
+    finally:
+        dash.streams.discard(me)
+    return resp
+
+
+# -- actions ------------------------------------------------------------------------
+def client_of(request: web.Request) -> str:
+    forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
+    remote = request.remote or "?"
+    return f"{forwarded} via {remote}" if forwarded else remote
+
+
+async def task_action(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    work_item, verb = request.match_info["work_item"], request.match_info["verb"]
+    found = await dash.feed.call(lambda: dash.actions.store.find_task(work_item))
+    if found is None:
+        return _json({"error": f"no task for {work_item}"}, 404)
+    origin = Origin("dashboard", client_of(request))
+    act = dash.actions.retry if verb == "retry" else dash.actions.cancel
+    result: Result = await dash.feed.call(lambda: act(found, origin))
+    return _answer(result)
+
+
+async def requeue(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    message_id = request.match_info["message_id"]
+    origin = Origin("dashboard", client_of(request))
+    result: Result = await dash.feed.call(lambda: dash.actions.requeue(message_id, origin))
+    return _answer(result)
+
+
+def _answer(result: Result) -> web.Response:
+    status = 409 if result.kind is Handled.IGNORED else 200
+    return _json({"kind": result.kind.value, "result": str(result)}, status)
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/", guarded(shell, page=True))
+    r.add_get("/tasks/{work_item}", guarded(shell, page=True))
+    r.add_get("/static/{name}", guarded(static, page=True))
+    r.add_get("/login", login_page)
+    r.add_post("/login", login)
+    r.add_post("/logout", logout)
+    r.add_get("/api/board", guarded(board))
+    r.add_get("/api/stream", guarded(stream))
+    r.add_get("/api/tasks/{work_item}", guarded(task))
+    r.add_post(r"/api/tasks/{work_item}/{verb:retry|cancel}", guarded(task_action, post=True))
+    r.add_post("/api/dead-letters/{message_id}/requeue", guarded(requeue, post=True))
