@@ -65,16 +65,8 @@ class Board:
 
     def _jobs(self, tasks: list[Task]) -> dict[str, Job]:
         """Each task's active job, read in one round trip."""
-        wanted = [(t.id, t.active_job_id) for t in tasks if t.active_job_id]
-        if not wanted:
-            return {}
-        with self.store.r.pipeline(transaction=False) as pipe:
-            for _, job_id in wanted:
-                pipe.hgetall(self.store.keys.job(str(job_id)))
-            found = pipe.execute()
-        return {
-            tid: Job.from_hash(data) for (tid, _), data in zip(wanted, found, strict=True) if data
-        }
+        jobs = self.store.jobs_by_id([t.active_job_id for t in tasks if t.active_job_id])
+        return {t.id: jobs[t.active_job_id] for t in tasks if t.active_job_id in jobs}
 
     def task_row(self, task: Task, job: Job | None, now: datetime) -> dict[str, Any]:
         project = self.registry.get(task.project)
@@ -160,10 +152,7 @@ class Board:
         for name, project in sorted(self.registry.projects.items()):
             state = self.reconcile.get(name)
             own = project.plane_api_token.get_secret_value() if project.plane_api_token else ""
-            suffix = f":{key_digest(own)}" if own and own != default_key else ""
-            remaining = self.store.r.hget(
-                f"{self.store.keys.plane_rate}{suffix}:state", "remaining"
-            )
+            digest = key_digest(own) if own and own != default_key else ""
             rows.append(
                 {
                     "name": name,
@@ -171,7 +160,7 @@ class Board:
                     "repo": safe_url(project.repo),
                     "last_webhook": last_hooks.get(name),
                     "replays": counters.get(f"replays:{name}", 0),
-                    "budget_remaining": int(remaining) if remaining not in (None, "") else None,
+                    "budget_remaining": self.store.plane_budget_remaining(digest),
                     "last_pass": state.last_pass_at or None,
                     "last_pass_calls": state.last_api_calls,
                     "last_error": state.last_error or None,

@@ -39,6 +39,7 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     if values["repo_made"]:
         print(f"made a git repository for the demo project: {values['repo']}")
     print("next: `set -a; . ./.env; set +a` (or let honcho read .env), then start the Procfile")
+    print("the dashboard (web's /) asks for ORCH_DASHBOARD_TOKEN, written in .env")
     return 0
 
 
@@ -107,6 +108,8 @@ def _env(values: dict[str, Any], registry: Path) -> str:
         f"ORCH_PLANE_API_TOKEN={values['api_token']}",
         f"ORCH_PLANE_WEBHOOK_SECRET={secrets.token_hex(24)}",
         f"ORCH_PROJECTS_FILE={registry}",
+        "# The dashboard on web's port asks for this token (log in with it).",
+        f"ORCH_DASHBOARD_TOKEN={secrets.token_urlsafe(24)}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -1,8 +1,9 @@
 """What follows an event on a task, as data: the next stage, why, and the effects.
 
 `decide` is the one decision path. A stage result, an abort (budget used up, job lost
-too often, project gone), a human verdict, a resume, a cancel from Plane and a deleted
-work item all go through the stage table (`next_stage`), and every one comes back as a
+too often, project gone), a human verdict, a resume, a cancel from Plane or from an
+operator (shown to Plane; one from Plane is not written back) and a deleted work item
+all go through the stage table (`next_stage`), and every one comes back as a
 `Decision`: the stage to move to, the reason (also the timeline entry), the task fields
 to set and the `Effects` to carry out — show the status, post comments, free the deploy
 slot, queue the next stage's job, cancel the active job, clean the worktree, drop what

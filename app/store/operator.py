@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.domain.models import Task, utcnow
+from app.domain.models import Job, Task, utcnow
 from app.store.tasks import TasksMixin
 
 AUDIT_MAXLEN = 2000
@@ -71,3 +71,20 @@ class OperatorMixin(TasksMixin):
         """Timeline entries newer than stream id `after`, waiting up to `block_ms`."""
         found = self.r.xread({self.keys.task_log(task_id): after}, block=block_ms, count=500)
         return [dict(fields, id=str(i)) for _, entries in found or [] for i, fields in entries]
+
+    def jobs_by_id(self, job_ids: list[str]) -> dict[str, Job]:
+        """Several jobs in one round trip (the ones that still exist)."""
+        if not job_ids:
+            return {}
+        with self.r.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(self.keys.job(job_id))
+            found = pipe.execute()
+        return {jid: Job.from_hash(d) for jid, d in zip(job_ids, found, strict=True) if d}
+
+    def plane_budget_remaining(self, key_digest: str = "") -> int | None:
+        """X-RateLimit-Remaining of Plane's last answer for the default key (or the key
+        with this digest), as the budget kept it; None before any answer."""
+        suffix = f":{key_digest}" if key_digest else ""
+        value = self.r.hget(f"{self.keys.plane_rate}{suffix}:state", "remaining")
+        return int(value) if value not in (None, "") else None
