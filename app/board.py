@@ -44,13 +44,13 @@ class Board:
 
     # -- the whole board --------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        tasks = self.store.list_tasks()
+        tasks, counted = self.store.board_tasks(FINISHED_SHOWN * 5)
         jobs = self._jobs(tasks)
         now = utcnow()
         by_stage: dict[str, list[dict[str, Any]]] = {stage: [] for stage in STAGE_ORDER}
         for task in sorted(tasks, key=lambda t: t.updated_at, reverse=True):
             by_stage[task.stage.value].append(self.task_row(task, jobs.get(task.id), now))
-        counts = {stage: len(rows) for stage, rows in by_stage.items()}
+        counts = {stage: counted.get(stage, 0) for stage in STAGE_ORDER}
         for stage in FINISHED_STAGES:
             del by_stage[stage.value][FINISHED_SHOWN:]
         return {

@@ -111,7 +111,10 @@ class CommentCommands:
             return self._refuse(task, issue_id, origin, refused)
         answers = [self._run(command, task, origin) for command in commands]
         self._reply(project, issue_id, task, comment, commands, answers)
-        return Result(Handled.ANSWERED, ", ".join(c.word for c in commands))
+        words = ", ".join(c.word for c in commands)
+        if task is None:  # no timeline to record it on: the audit trail has it
+            self.store.record_action("comment", issue_id, str(origin), f"answered: {words}")
+        return Result(Handled.ANSWERED, words)
 
     # -- checks ---------------------------------------------------------------------
     def _refusal(self, project: Project, comment: CommentEvent) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from app.domain.models import Job, Task, utcnow
+from app.domain.stages import FINISHED_STAGES, Stage
+from app.store.base import numeric_order
 from app.store.tasks import TasksMixin
 
 AUDIT_MAXLEN = 2000
@@ -88,3 +90,23 @@ class OperatorMixin(TasksMixin):
         suffix = f":{key_digest}" if key_digest else ""
         value = self.r.hget(f"{self.keys.plane_rate}{suffix}:state", "remaining")
         return int(value) if value not in (None, "") else None
+
+    def board_tasks(self, newest_finished: int) -> tuple[list[Task], dict[str, int]]:
+        """The tasks a board shows and the count per stage: every live task, and of
+        each finished stage only the `newest_finished` newest (by task id, which grows
+        with creation), so a board of thousands of done cards stays cheap to read."""
+        stages = [stage.value for stage in Stage]
+        with self.r.pipeline(transaction=False) as pipe:
+            for stage in stages:
+                pipe.smembers(self.keys.tasks_in_stage(stage))
+            members = dict(zip(stages, pipe.execute(), strict=True))
+        ids: list[str] = []
+        for stage, found in members.items():
+            ordered = sorted((str(i) for i in found), key=numeric_order, reverse=True)
+            finished = Stage(stage) in FINISHED_STAGES
+            ids += ordered[:newest_finished] if finished else ordered
+        with self.r.pipeline(transaction=False) as pipe:
+            for task_id in ids:
+                pipe.hgetall(self.keys.task(task_id))
+            tasks = [Task.from_hash(d) for d in pipe.execute() if d]
+        return tasks, {stage: len(found) for stage, found in members.items()}

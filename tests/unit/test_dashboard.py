@@ -232,7 +232,7 @@ async def test_a_redis_failure_is_a_503_not_a_500(
     def down(*_: Any, **__: Any) -> Any:
         raise ConnectionError("Redis is down")
 
-    monkeypatch.setattr(Store, "list_tasks", down)
+    monkeypatch.setattr(Store, "board_tasks", down)
     resp = await client.get("/api/board")
     assert resp.status == 503 and "cannot be read" in (await resp.json())["error"]
 
@@ -258,3 +258,25 @@ async def test_the_stream_sends_the_board_again_when_it_changes(
     second = await asyncio.wait_for(next_board(), 5)
     assert '"development":[{' in second and '"analysis":[]' in second
     resp.close()
+
+
+def test_a_busy_board_reads_the_newest_finished_tasks_only(store: Store) -> None:
+    from app.board import FINISHED_SHOWN, Board
+    from app.queue_state import QueueState
+
+    for n in range(1, 121):
+        task, _ = store.create_task_atomic(
+            f"00000000-0000-4000-8000-{n:012d}",
+            f"DEMO-{n}",
+            "r",
+            "b",
+            Stage.ANALYSIS,
+            "t",
+            project="demo",
+        )
+        store.move_task(task.id, Stage.DONE if n <= 110 else Stage.REVIEW, "test")
+    board = Board(settings(Path("/tmp")), store, registry(), QueueState(store.r)).snapshot()
+    assert board["counts"]["done"] == 110 and board["counts"]["review"] == 10
+    shown = [t["work_item"] for t in board["tasks"]["done"]]
+    assert len(shown) == FINISHED_SHOWN and shown[0] == "DEMO-110"
+    assert len(board["tasks"]["review"]) == 10
