@@ -142,34 +142,28 @@ def decide(task: TaskView, event: Event, policy: Policy) -> Decision:
             Effects(queue_job=True),
         )
     if isinstance(event, CancelledInPlane):
-        stage = next_stage(task.stage, Outcome.CANCEL)
         # No status write: Plane already shows the cancelled state it came from.
-        return Decision(
-            stage,
-            Outcome.CANCEL,
-            f"cancelled in Plane [{event.source}]",
-            effects=Effects(show_status=False, free_deploy_slot=True, cancel_active_job=True),
-        )
+        return _cancelled(task, f"cancelled in Plane [{event.source}]", shown_by_plane=True)
     if isinstance(event, CancelRequested):
-        stage = next_stage(task.stage, Outcome.CANCEL)
         # Plane is told: the work item shows Cancelled like any other stage.
-        return Decision(
-            stage,
-            Outcome.CANCEL,
-            f"cancelled by {event.source}",
-            {"show_cancelled": True},
-            Effects(free_deploy_slot=True, cancel_active_job=True),
-        )
-    stage = next_stage(task.stage, Outcome.CANCEL)
+        return _cancelled(task, f"cancelled by {event.source}", shown_by_plane=False)
+    # Deleted: nothing more can go to Plane.
+    return _cancelled(task, f"work item deleted in Plane ({event.detail})", gone=True)
+
+
+def _cancelled(
+    task: TaskView, reason: str, *, shown_by_plane: bool = True, gone: bool = False
+) -> Decision:
     return Decision(
-        stage,
+        next_stage(task.stage, Outcome.CANCEL),
         Outcome.CANCEL,
-        f"work item deleted in Plane ({event.detail})",
-        effects=Effects(
-            show_status=False,
+        reason,
+        {} if shown_by_plane else {"show_cancelled": True},
+        Effects(
+            show_status=not shown_by_plane,
             free_deploy_slot=True,
             cancel_active_job=True,
-            drop_plane_writes=True,
+            drop_plane_writes=gone,
         ),
     )
 

@@ -119,3 +119,16 @@ def web_up(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@pytest.fixture
+def stack(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    real_redis: redis.Redis,
+    sandbox_plane: SandboxPlaneRunner,
+) -> Iterator[Any]:
+    """The whole stack (`tests.e2e.stack`) for the DEMO project."""
+    from tests.e2e.stack import make_stack
+
+    yield from make_stack(tmp_path, redis_server, sandbox_plane)

@@ -4,31 +4,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
-import redis
 
 from app.domain.stages import Stage
 from app.sandbox.plane_runner import SandboxPlaneRunner
-from tests.conftest import RedisServer
 from tests.e2e.conftest import wait_for
-from tests.e2e.test_stage_engine import Stack, make_stack
+from tests.e2e.stack import Stack
 from tests.helpers import demo_project, move
 
 REPLY_WITHIN_S = 5.0
-
-
-@pytest.fixture
-def stack(
-    tmp_path: Path,
-    redis_server: RedisServer,
-    real_redis: redis.Redis,
-    sandbox_plane: SandboxPlaneRunner,
-) -> Iterator[Stack]:
-    yield from make_stack(tmp_path, redis_server, sandbox_plane)
 
 
 def comment(runner: SandboxPlaneRunner, item: str, html: str, who: str = "ada") -> None:

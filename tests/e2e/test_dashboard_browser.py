@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from app.domain.stages import Stage
 from app.sandbox.plane_runner import SandboxPlaneRunner
-from tests.conftest import REPO_ROOT, RedisServer
+from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import wait_for
-from tests.e2e.test_stage_engine import Stack, make_stack
+from tests.e2e.stack import Stack
 from tests.helpers import demo_project, move
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -72,16 +71,6 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
-
-
-@pytest.fixture
-def stack(
-    tmp_path: Path,
-    redis_server: RedisServer,
-    real_redis: redis.Redis,
-    sandbox_plane: SandboxPlaneRunner,
-) -> Iterator[Stack]:
-    yield from make_stack(tmp_path, redis_server, sandbox_plane)
 
 
 def page_stage(browser: Any, work_item: str) -> str | None:

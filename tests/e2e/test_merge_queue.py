@@ -18,7 +18,7 @@ from app.domain.stages import Stage
 from app.sandbox.plane_runner import SandboxPlaneRunner
 from tests.conftest import RedisServer
 from tests.e2e.conftest import wait_for
-from tests.e2e.test_stage_engine import Stack, make_stack
+from tests.e2e.stack import Stack, make_stack
 from tests.helpers import demo_project, move
 
 

@@ -22,7 +22,7 @@ from app.sandbox.plane_runner import HUMAN_KEY, SandboxPlaneRunner, make_sandbox
 from app.store import Store
 from tests.conftest import RedisServer, free_port
 from tests.e2e.conftest import Processes, cli_env, wait_for, web_up
-from tests.e2e.test_stage_engine import FULL_JOURNEY
+from tests.e2e.stack import FULL_JOURNEY
 from tests.helpers import SECRET, make_remote, pipeline_project, write_registry
 from tests.proxy import Proxy
 
