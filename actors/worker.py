@@ -29,6 +29,7 @@ from actors.broker import setup_broker
 from actors.registry import register_all
 from app import logs
 from app.config import Settings
+from app.domain.errors import ConfigError
 from app.queue import Dispatcher
 from app.services import Services
 from app.store import connect
@@ -129,7 +130,14 @@ def serve_metrics(settings: Settings) -> None:
     keys = settings.keys
     registry.register(SharedCounters(client, keys.counters, keys.webhooks_last))
     registry.register(PipelineMetrics(client, keys))
-    start_http_server(HTTP_PORT, addr=HTTP_HOST, registry=registry)
+    try:
+        start_http_server(HTTP_PORT, addr=HTTP_HOST, registry=registry)
+    except OSError as exc:  # another worker on this host already serves them
+        raise ConfigError(
+            f"cannot serve the worker's metrics on {HTTP_HOST}:{HTTP_PORT}: "
+            f"{exc.strerror or exc} (set dramatiq_prom_port for a second worker on this host, "
+            "or ORCH_WORKER_PROMETHEUS=false)"
+        ) from exc
     log.info("worker metrics on http://%s:%d/", HTTP_HOST, HTTP_PORT)
 
 

@@ -46,10 +46,13 @@ class Board:
     def snapshot(self) -> dict[str, Any]:
         tasks, counted = self.store.board_tasks(FINISHED_SHOWN * 5)
         jobs = self._jobs(tasks)
+        last = self.store.last_timeline_ids([t.id for t in tasks])
         now = utcnow()
         by_stage: dict[str, list[dict[str, Any]]] = {stage: [] for stage in STAGE_ORDER}
         for task in sorted(tasks, key=lambda t: t.updated_at, reverse=True):
-            by_stage[task.stage.value].append(self.task_row(task, jobs.get(task.id), now))
+            row = self.task_row(task, jobs.get(task.id), now)
+            row["last_event"] = last.get(task.id, "")
+            by_stage[task.stage.value].append(row)
         counts = {stage: counted.get(stage, 0) for stage in STAGE_ORDER}
         for stage in FINISHED_STAGES:
             del by_stage[stage.value][FINISHED_SHOWN:]

@@ -28,7 +28,14 @@ from dataclasses import dataclass
 import orjson
 
 from app.actions import Actions, Origin
-from app.domain.commands import HELP_LINES, Command, Verb, parse_commands, reply_text_is_safe
+from app.domain.commands import (
+    HELP_LINES,
+    MAX_COMMANDS,
+    Command,
+    Verb,
+    read_commands,
+    reply_text_is_safe,
+)
 from app.domain.errors import PlaneError, TemporaryError
 from app.domain.ids import is_uuid
 from app.domain.models import Task
@@ -101,7 +108,8 @@ class CommentCommands:
             comment = CommentEvent.from_body(fields["body"])
         except (ValueError, AttributeError):
             return ignored("the stored comment event is not readable")
-        commands = parse_commands(comment.html)
+        parsed = read_commands(comment.html)
+        commands = parsed.found
         if not commands:
             return ignored("no /planeflow command in the comment")
         task = self.store.get_task_by_issue(issue_id)
@@ -110,6 +118,11 @@ class CommentCommands:
         if refused:
             return self._refuse(task, issue_id, origin, refused)
         answers = [self._run(command, task, origin) for command in commands]
+        if parsed.left_out:
+            answers[-1] += (
+                f"<br>({parsed.left_out} more command(s) left out: at most {MAX_COMMANDS} "
+                "are read from one comment)"
+            )
         self._reply(project, issue_id, task, comment, commands, answers)
         words = ", ".join(c.word for c in commands)
         if task is None:  # no timeline to record it on: the audit trail has it
@@ -163,6 +176,10 @@ class CommentCommands:
     def _run(self, command: Command, task: Task | None, origin: Origin) -> str:
         """The answer to one command, as HTML."""
         if command.verb is None or command.verb is Verb.HELP:
+            if task is not None:
+                self.store.record(
+                    task.id, TimelineKind.ACTION, f"{command.word} asked by {origin}: answered"
+                )
             return help_html(command)
         if task is None:
             return (
@@ -199,7 +216,13 @@ class CommentCommands:
         return "; ".join(parts) + self._timeline(task, STATUS_DECISIONS, lead="last decisions:")
 
     def _timeline(self, task: Task, count: int, lead: str = "decisions, oldest first:") -> str:
-        entries = self.store.timeline(task.id)[-count:]
+        every = self.store.timeline(task.id)
+        entries = every[-count:]
+        if len(every) > count and lead.startswith("decisions"):
+            lead = (
+                f"the last {count} of {len(every)} decisions, oldest first "
+                f"(<code>planeflow explain {html.escape(task.work_item_id)}</code> has them all):"
+            )
         rows = "".join(
             f"<li>{html.escape(e.get('ts', '')[:19])} {html.escape(e.get('kind', ''))}: "
             f"{html.escape(e.get('message', '')[:400])}</li>"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from app import logs
 from app.caps import Slot, budget_exhausted
+from app.domain.errors import PlaneflowError
 from app.domain.models import Job, JobState, Task, utcnow
 from app.domain.results import Handled, Result, TimelineKind, ignored
 from app.domain.stages import Outcome, Stage
@@ -115,7 +116,10 @@ class JobRunner(StageEnd):
         try:
             result = StageWork(ctx).run(task, job, project)
         except Exception as exc:
-            log.exception("stage %s of task %s failed", task.stage.value, task.id)
+            if isinstance(exc, PlaneflowError):  # a known failure (git, a forge): one line
+                log.warning("stage %s of task %s failed: %s", task.stage.value, task.id, exc)
+            else:
+                log.exception("stage %s of task %s failed", task.stage.value, task.id)
             result = StageResult(
                 Outcome.FAILURE,
                 f"{task.stage.value} failed: {type(exc).__name__}: {exc}",

@@ -35,7 +35,8 @@ def watch_tasks(settings: Settings, store: Store, interval_s: float, out: TextIO
     tty = out.isatty()
     last = ""
     while True:
-        text = render_board(board.snapshot())
+        # Piped, the ages are left out: the board is printed again only when it changed.
+        text = render_board(board.snapshot(), ages=tty)
         if tty:
             now = datetime.now(UTC).strftime("%H:%M:%S")
             out.write(f"{CLEAR}planeflow tasks  (every {interval_s:g}s, {now} UTC; Ctrl-C stops)\n")
@@ -47,7 +48,7 @@ def watch_tasks(settings: Settings, store: Store, interval_s: float, out: TextIO
         time.sleep(interval_s)
 
 
-def render_board(snap: dict[str, object]) -> str:
+def render_board(snap: dict[str, object], *, ages: bool = True) -> str:
     now = time.time()
     rows = [("WORK ITEM", "STAGE", "PROJECT", "ACTIVE JOB", "AGE", "ATTEMPTS", "TITLE")]
     tasks: dict[str, list[dict[str, object]]] = snap["tasks"]  # type: ignore[assignment]
@@ -62,7 +63,7 @@ def render_board(snap: dict[str, object]) -> str:
                     str(task["stage"]),
                     str(task["project"]),
                     job_text,
-                    _age(age),
+                    _age(age) if ages else "-",
                     str(task["attempts"]),
                     str(task["title"])[:50],
                 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import os
 
 from app.actions import Origin
@@ -26,7 +27,13 @@ def os_user() -> str:
         return f"uid {os.getuid()}"
 
 
+def _quiet() -> None:
+    # The result is printed; the actions' own log line would say it twice.
+    logging.getLogger("app.actions").setLevel(logging.WARNING)
+
+
 def cmd_task_action(args: argparse.Namespace, settings: Settings) -> int:
+    _quiet()
     services = Services(settings)
     try:
         task = services.store.find_task(args.work_item)
@@ -45,6 +52,7 @@ def cmd_task_action(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_requeue(args: argparse.Namespace, settings: Settings) -> int:
+    _quiet()
     services = Services(settings)
     try:
         result = services.actions.requeue(args.message_id, Origin("cli", os_user()))

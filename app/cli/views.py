@@ -135,6 +135,17 @@ def cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def interval(text: str) -> float:
+    """A redraw interval: a number of seconds, at least 0.2."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0.2:
+        raise argparse.ArgumentTypeError(f"{text} s is too short (at least 0.2)")
+    return value
+
+
 def make_store(settings: Settings) -> Store:
     return Store(
         connect(settings.redis_url),
@@ -175,6 +186,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     tasks.add_argument("--stage", choices=[s.value for s in Stage])
     tasks.add_argument("--watch", "-w", action="store_true", help="a live board (Ctrl-C stops)")
     tasks.add_argument(
-        "--interval", type=float, default=2.0, help="seconds between redraws (--watch)"
+        "--interval", type=interval, default=2.0, help="seconds between redraws (--watch)"
     )
     tasks.set_defaults(func=cmd_tasks)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from aiohttp import web
 
 from app.actions import Actions, Origin
 from app.board import Board
-from app.dashboard.auth import COOKIE, SESSION_S, Access, Guard, safe_next
+from app.dashboard.auth import COOKIE, SESSION_S, Access, Failures, Guard, safe_next
 from app.dashboard.feed import BoardFeed
 from app.domain.results import Handled, Result
 
@@ -62,6 +63,7 @@ class Dashboard:
     feed: BoardFeed
     board: Board
     actions: Actions
+    failures: Failures = field(default_factory=Failures)
     streams: set[asyncio.Task[Any]] = field(default_factory=set)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -82,7 +84,11 @@ def guarded(handler: Handler, *, page: bool = False, post: bool = False) -> Hand
 
     async def check(request: web.Request) -> web.StreamResponse:
         dash = request.app[DASHBOARD]
+        if not dash.guard.host_ok(request):
+            return _secure(_misdirected())
         access = dash.guard.access(request)
+        if access is Access.DENIED and request.headers.get("Authorization"):
+            return _secure(await _wrong_token(request, dash))
         if access is Access.DENIED:
             if page:
                 target = safe_next(request.path_qs)
@@ -99,10 +105,30 @@ def guarded(handler: Handler, *, page: bool = False, post: bool = False) -> Hand
             raise
         except Exception as exc:  # Redis down, a bug: never a 500 page, never a secret
             log.warning("dashboard %s %s failed: %s", request.method, request.path, exc)
-            resp = _json({"error": f"the board cannot be read now ({type(exc).__name__})"}, 503)
+            what = "the action failed" if post else "the board cannot be read now"
+            resp = _json({"error": f"{what} ({type(exc).__name__}; see the web log)"}, 503)
         return _secure(resp)
 
     return check
+
+
+def _misdirected() -> web.Response:
+    """An open dashboard asked under another name than loopback (DNS rebinding)."""
+    return _json({"error": "this dashboard answers only on 127.0.0.1, localhost or [::1]"}, 421)
+
+
+async def _wrong_token(request: web.Request, dash: Dashboard) -> web.Response:
+    """A wrong bearer token: counted, slowed down, and refused at once past the limit."""
+    wait = dash.failures.wait_s()
+    if wait:
+        resp = _json({"error": "too many wrong tokens; try again later"}, 429)
+        resp.headers["Retry-After"] = str(int(wait) + 1)
+        return resp
+    dash.failures.failed(client_of(request))
+    await asyncio.sleep(0.5)
+    refused = _json({"error": "wrong dashboard token"}, 401)
+    refused.headers["WWW-Authenticate"] = 'Bearer realm="planeflow", error="invalid_token"'
+    return refused
 
 
 def _secure(resp: web.StreamResponse) -> web.StreamResponse:
@@ -136,12 +162,18 @@ async def static(request: web.Request) -> web.Response:
 
 
 async def login_page(request: web.Request) -> web.Response:
-    return _login_form(request, "")
+    dash = request.app[DASHBOARD]
+    if not dash.guard.host_ok(request):
+        return _misdirected()
+    target = safe_next(request.query.get("next", "/"))
+    if dash.guard.open:  # nothing to log in to
+        raise web.HTTPSeeOther(target, headers=SECURITY_HEADERS)
+    return _login_form(target, "")
 
 
-def _login_form(request: web.Request, error: str, status: int = 200) -> web.Response:
+def _login_form(target: str, error: str, status: int = 200) -> web.Response:
     page = _static("login.html").decode()
-    page = page.replace("__NEXT__", html.escape(safe_next(request.query.get("next", "/"))))
+    page = page.replace("__NEXT__", html.escape(safe_next(target)))
     page = page.replace("__ERROR__", html.escape(error))
     resp = web.Response(text=page, content_type="text/html", status=status)
     resp.headers.update(LOGIN_HEADERS)
@@ -150,14 +182,19 @@ def _login_form(request: web.Request, error: str, status: int = 200) -> web.Resp
 
 async def login(request: web.Request) -> web.Response:
     dash = request.app[DASHBOARD]
+    if not dash.guard.host_ok(request):
+        return _misdirected()
     form = await request.post()
     target = safe_next(str(form.get("next", "/")))
     if dash.guard.open:
         raise web.HTTPSeeOther(target)
+    wait = dash.failures.wait_s()
+    if wait:
+        return _login_form(target, f"Too many wrong tokens: try again in {int(wait) + 1} s.", 429)
     if not dash.guard.token_ok(str(form.get("token", ""))):
+        dash.failures.failed(client_of(request))
         await asyncio.sleep(0.5)  # slows guessing down; the loop serves others meanwhile
-        log.warning("dashboard login refused (client %s)", client_of(request))
-        return _login_form(request, "That is not the dashboard token.", 401)
+        return _login_form(target, "That is not the dashboard token.", 401)
     resp = web.HTTPSeeOther(target, headers=SECURITY_HEADERS)
     resp.set_cookie(
         COOKIE,
@@ -172,6 +209,12 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    form = await request.post()
+    if not dash.guard.csrf_ok(request, str(form.get("csrf", ""))):  # no logout from afar
+        refused = _json({"error": "missing or wrong CSRF token, or another origin"}, 403)
+        refused.headers.update(SECURITY_HEADERS)
+        return refused
     resp = web.HTTPSeeOther("/login", headers=SECURITY_HEADERS)
     resp.del_cookie(COOKIE, path="/")
     raise resp
@@ -236,9 +279,14 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 # -- actions ------------------------------------------------------------------------
 def client_of(request: web.Request) -> str:
-    forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
+    """The client's address, with the one a proxy names (an address only) first."""
     remote = request.remote or "?"
-    return f"{forwarded} via {remote}" if forwarded else remote
+    forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
+    try:
+        named = str(ipaddress.ip_address(forwarded))
+    except ValueError:
+        return remote
+    return f"{named} via {remote}"
 
 
 async def task_action(request: web.Request) -> web.Response:

@@ -25,6 +25,7 @@ _BLOCKS = frozenset(
     {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "hr"}
 )
 _QUOTED = frozenset({"blockquote", "pre"})
+_UNSAFE = re.compile(r"[^\w.-]")
 _VERBS = frozenset(("retry", "cancel", "status", "explain", "help"))
 _COMMAND = re.compile(r"^/planeflow(?:\s+(\S+))?(?:\s+(.*))?$", re.IGNORECASE)
 
@@ -39,9 +40,9 @@ class Verb(StrEnum):
 
 HELP_LINES: dict[Verb, str] = {
     Verb.RETRY: "resume a blocked task at the stage that failed",
-    Verb.CANCEL: "cancel the task (its running job is stopped)",
+    Verb.CANCEL: "cancel the task; its running job is stopped",
     Verb.STATUS: "reply with the stage, the active job and the last decisions",
-    Verb.EXPLAIN: "reply with every decision taken on the work item, with its reason",
+    Verb.EXPLAIN: "reply with the decisions taken on the work item, with their reasons",
     Verb.HELP: "reply with this list",
 }
 
@@ -49,8 +50,16 @@ HELP_LINES: dict[Verb, str] = {
 @dataclass(frozen=True)
 class Command:
     verb: Verb | None  # None: a word planeflow does not know (answered with the list)
-    word: str  # as written (lower case), for the answer
+    word: str  # as written (lower case, letters, digits, '-', '_', '.' only), for the answer
     line: str
+
+
+@dataclass(frozen=True)
+class Commands:
+    """The commands of one comment, and how many past MAX_COMMANDS were left out."""
+
+    found: list[Command]
+    left_out: int = 0
 
 
 class _Lines(HTMLParser):
@@ -111,19 +120,28 @@ def comment_lines(comment_html: str) -> list[str]:
 
 def parse_commands(comment_html: str) -> list[Command]:
     """Every `/planeflow <verb>` line of a comment, in order, at most MAX_COMMANDS."""
+    return read_commands(comment_html).found
+
+
+def read_commands(comment_html: str) -> Commands:
+    """The `/planeflow <verb>` lines of a comment: the first MAX_COMMANDS, in order,
+    and the count of those past it."""
     found: list[Command] = []
+    left_out = 0
     for line in comment_lines(comment_html):
         if not line.lower().startswith(PREFIX):
             continue
         match = _COMMAND.match(line)
         if match is None:  # e.g. "/planeflowing": not our command
             continue
-        word = (match.group(1) or "help").lower()[:40]
+        if len(found) >= MAX_COMMANDS:
+            left_out += 1
+            continue
+        # Only plain characters are echoed in the reply (no markup, no bidi controls).
+        word = _UNSAFE.sub("", (match.group(1) or "help").lower())[:40] or "?"
         verb = Verb(word) if word in _VERBS else None
         found.append(Command(verb, word, line[:200]))
-        if len(found) >= MAX_COMMANDS:
-            break
-    return found
+    return Commands(found, left_out)
 
 
 def mentions_command(comment_html: str) -> bool:

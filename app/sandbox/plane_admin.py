@@ -5,11 +5,13 @@
 a comment (both as the human user, or as `"as": "<display name>"`), and
 `GET /_sandbox/comments?item=DEMO-1`, `/_sandbox/history?item=...`,
 `/_sandbox/deliveries` and `/_sandbox/info` show what the world now holds. An item is
-named by its identifier (`DEMO-1`) or by its id with `"project"`.
+named by its identifier (`DEMO-1`) or by its id with `"project"`. A work item's web-app
+address (`/<workspace>/projects/<project>/issues/<id>`) shows it as a plain page.
 """
 
 from __future__ import annotations
 
+import html
 import json
 from typing import Any
 
@@ -139,3 +141,32 @@ def _act(sandbox: SandboxPlane, action: str, body: dict[str, Any]) -> web.Respon
         world.backdate(body["project"], body["item"], float(body["seconds"]))
         return json_answer({"ok": True})
     return json_answer({"error": f"unknown admin action {action!r}"}, 404)
+
+
+async def item_page(request: web.Request) -> web.Response:
+    """Plane's web-app address of a work item (`/<ws>/projects/<pid>/issues/<id>`), as a
+    plain page: what the dashboard's "work item in Plane" link opens on the sandbox."""
+    sandbox: SandboxPlane = request.app[SANDBOX]
+    world = sandbox.world
+    with sandbox.lock:
+        try:
+            project = world.project(request.match_info["pid"])
+            item = world.item(project, request.match_info["iid"])
+        except SandboxError:
+            raise web.HTTPNotFound(text="no such work item in the sandbox") from None
+        state = project.states[item.state_id].name if item.state_id in project.states else "?"
+        history = world.state_history(item.id)
+        comments = list(project.comments.get(item.id, []))
+        users = {u.id: u.display_name for u in world.users_by_key.values()}
+    rows = "".join(
+        f"<li><b>{html.escape(users.get(c.actor, c.actor))}</b>: "
+        f"<code>{html.escape(c.comment_html)}</code></li>"
+        for c in comments
+    )
+    page = (
+        f"<!doctype html><meta charset='utf-8'><title>{project.identifier}-{item.sequence_id}"
+        f"</title><h1>{project.identifier}-{item.sequence_id} {html.escape(item.name)}</h1>"
+        f"<p>State: <b>{html.escape(state)}</b> (sandbox Plane; history: "
+        f"{html.escape(' → '.join(history))})</p><h2>Comments</h2><ul>{rows}</ul>"
+    )
+    return web.Response(text=page, content_type="text/html")

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from app.sandbox import plane_render as render
-from app.sandbox.plane_admin import admin
+from app.sandbox.plane_admin import admin, item_page
 from app.sandbox.plane_admin import json_answer as _json
 from app.sandbox.plane_admin import read_body as _body
 from app.sandbox.plane_state import SANDBOX, SandboxPlane, _RetryAfter
@@ -210,6 +210,7 @@ def make_app(sandbox: SandboxPlane) -> web.Application:
         r.add_get(proj + f"/{kind}/{{iid}}/activities/", activities)
     r.add_get(ws + "/work-items/{ident}/", by_identifier)
     r.add_route("*", "/_sandbox/{action}", admin)
+    r.add_get("/{slug}/projects/{pid}/issues/{iid}", item_page)  # the web app's address
 
     async def sender_ctx(app: web.Application) -> Any:
         await sandbox.sender.start()

@@ -110,3 +110,12 @@ class OperatorMixin(TasksMixin):
                 pipe.hgetall(self.keys.task(task_id))
             tasks = [Task.from_hash(d) for d in pipe.execute() if d]
         return tasks, {stage: len(found) for stage, found in members.items()}
+
+    def last_timeline_ids(self, task_ids: list[str]) -> dict[str, str]:
+        """Each task's newest timeline entry id (one round trip), so a view can tell a
+        task whose record grew without its stage changing."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.xrevrange(self.keys.task_log(task_id), count=1)
+            found = pipe.execute()
+        return {tid: str(e[0][0]) for tid, e in zip(task_ids, found, strict=True) if e}

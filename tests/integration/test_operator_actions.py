@@ -144,3 +144,18 @@ def _wait(read: Any, timeout: float = 10.0) -> Any:
             return found
         time.sleep(0.05)
     raise AssertionError("timed out")
+
+
+def test_the_boards_plane_link_opens_the_work_item_on_the_sandbox(
+    services: Services, sandbox_plane: SandboxPlaneRunner
+) -> None:
+    import httpx
+
+    from app.board import Board
+
+    task = start_first_item(services, sandbox_plane)
+    board = Board(services.settings, services.store, services.registry, services.queue_state)
+    (row,) = board.snapshot()["tasks"]["analysis"]
+    assert row["plane_url"].startswith(sandbox_plane.base_url + "/acme/projects/")
+    page = httpx.get(row["plane_url"])
+    assert page.status_code == 200 and task.title in page.text and "Analysis" in page.text

@@ -145,17 +145,85 @@ async def test_login_sets_a_session_that_is_not_the_token(make_client: MakeClien
     assert TOKEN not in cookie.value and cookie["httponly"] and cookie["samesite"] == "Strict"
     assert (await client.get("/api/board")).status == 200
     assert (await client.get("/")).status == 200
-    await client.post("/logout", allow_redirects=False)
+    # another site cannot log you out; the page's own form can
+    assert (await client.post("/logout", allow_redirects=False)).status == 403
+    token = await csrf_of(client)
+    out = await client.post("/logout", data={"csrf": token}, allow_redirects=False)
+    assert out.status == 303 and out.cookies[COOKIE].value == ""
     client.session.cookie_jar.clear()
     assert (await client.get("/api/board")).status == 401
 
 
-async def test_login_goes_back_to_this_site_only(make_client: MakeClient) -> None:
+@pytest.mark.parametrize(
+    "target", ["//evil.example/", "/\t/evil.example", "/\n/evil.example", "https://evil.example"]
+)
+async def test_login_goes_back_to_this_site_only(make_client: MakeClient, target: str) -> None:
     client = await make_client(token=TOKEN)
-    resp = await client.post(
-        "/login", data={"token": TOKEN, "next": "//evil.example/"}, allow_redirects=False
-    )
+    resp = await client.post("/login", data={"token": TOKEN, "next": target}, allow_redirects=False)
     assert resp.headers["Location"] == "/"
+
+
+async def test_a_wrong_token_keeps_where_you_were_going(make_client: MakeClient) -> None:
+    client = await make_client(token=TOKEN)
+    resp = await client.post("/login", data={"token": "guess", "next": "/tasks/DEMO-1"})
+    assert 'name="next" value="/tasks/DEMO-1"' in await resp.text()
+
+
+async def test_guessing_the_token_is_refused_past_a_few_a_minute(make_client: MakeClient) -> None:
+    client = await make_client(token=TOKEN)
+    wrong = {"Authorization": "Bearer guess"}
+    statuses = [(await client.get("/api/board", headers=wrong)).status for _ in range(12)]
+    assert statuses == [401] * 10 + [429] * 2
+    login = await client.post("/login", data={"token": TOKEN})  # even the right one waits
+    assert login.status == 429 and "Too many wrong tokens" in await login.text()
+
+
+async def raw_get(client: Client, path: str, headers: bytes) -> tuple[int, bytes]:
+    """A GET whose header bytes are sent as they are (not valid UTF-8, say)."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(
+        b"GET " + path.encode() + b" HTTP/1.1\r\n" + headers + b"Connection: close\r\n\r\n"
+    )
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return int(answer.split()[1]), answer
+
+
+async def test_header_bytes_that_are_not_utf8_are_refused_not_500(
+    make_client: MakeClient,
+) -> None:
+    closed = await make_client(token=TOKEN)
+    status, _ = await raw_get(
+        closed, "/api/board", b"Host: 127.0.0.1\r\nAuthorization: Bearer \xe9\xff\r\n"
+    )
+    assert status == 401
+    status, _ = await raw_get(
+        closed, "/api/board", b"Host: 127.0.0.1\r\nCookie: planeflow_session=\xe9\xff\r\n"
+    )
+    assert status == 401
+    opened = await make_client()
+    status, _ = await raw_get(
+        opened, "/", b"Host: 127.0.0.1\r\nCookie: planeflow_session=\xe9\xff\r\n"
+    )
+    assert status == 200
+
+
+async def test_an_open_dashboard_answers_only_to_loopback_names(
+    make_client: MakeClient, store: Store
+) -> None:
+    """DNS rebinding: a site whose name now points at 127.0.0.1 is not let in."""
+    a_task(store)
+    client = await make_client()
+    for host in ("evil.example:8080", "rebind.evil.example", "10.0.0.5"):
+        for path in ("/", "/api/board", "/login"):
+            resp = await client.get(path, headers={"Host": host}, allow_redirects=False)
+            assert resp.status == 421, (host, path)
+            assert "DEMO-1" not in await resp.text()
+    for host in ("127.0.0.1:8080", "localhost", "[::1]:8080"):
+        assert (await client.get("/api/board", headers={"Host": host})).status == 200
+    token = await csrf_of(client)
+    rebound = {"Host": "evil.example", "Origin": "http://evil.example", "X-CSRF-Token": token}
+    assert (await client.post("/api/tasks/DEMO-1/cancel", headers=rebound)).status == 421
 
 
 def test_sessions_expire_and_follow_the_token() -> None:
@@ -211,6 +279,9 @@ async def test_actions_leave_the_client_on_the_timeline(
     assert [e["kind"] for e in detail["timeline"]].count("action") == 2
     missing = await client.post("/api/tasks/DEMO-9/cancel", headers={"X-CSRF-Token": token})
     assert missing.status == 404
+    spoofed = {"X-CSRF-Token": token, "X-Forwarded-For": "cli (user ada)"}
+    await client.post("/api/tasks/DEMO-1/cancel", headers=spoofed)
+    assert store.recent_actions()[0]["origin"] == "dashboard (client 127.0.0.1)"
 
 
 async def test_no_secret_is_ever_shown(make_client: MakeClient, store: Store) -> None:

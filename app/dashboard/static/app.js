@@ -11,7 +11,9 @@ const STAGES = {
 };
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const mode = document.querySelector('meta[name="dashboard-mode"]').content;
-const path = decodeURIComponent(location.pathname);
+const path = (() => {
+  try { return decodeURIComponent(location.pathname); } catch { return location.pathname; }
+})();
 const taskMatch = path.match(/^\/tasks\/(.+)$/);
 const workItem = taskMatch ? taskMatch[1] : null;
 let lastBoard = null;
@@ -34,10 +36,11 @@ function el(tag, attrs, ...children) {
 }
 
 function duration(seconds) {
+  const two = (big, bigUnit, small, smallUnit) => small ? `${big}${bigUnit} ${small}${smallUnit}` : `${big}${bigUnit}`;
   if (seconds < 60) return `${seconds}s`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)}m ${seconds % 60}s`;
-  if (seconds < 86400) return `${Math.floor(seconds / 3600)}h ${Math.floor(seconds % 3600 / 60)}m`;
-  return `${Math.floor(seconds / 86400)}d ${Math.floor(seconds % 86400 / 3600)}h`;
+  if (seconds < 3600) return two(Math.floor(seconds / 60), "m", seconds % 60, "s");
+  if (seconds < 86400) return two(Math.floor(seconds / 3600), "h", Math.floor(seconds % 3600 / 60), "m");
+  return two(Math.floor(seconds / 86400), "d", Math.floor(seconds % 86400 / 3600), "h");
 }
 
 // An element whose text is "<prefix><age of iso>", refreshed every second.
@@ -226,22 +229,25 @@ function renderTask(task) {
     el("dt", {}, "active job"), el("dd", {}, jobText(task.active_job)));
   document.querySelector("#timeline tbody").replaceChildren(...task.timeline.map((e) =>
     el("tr", { dataset: { kind: e.kind } }, el("td", {}, e.ts.slice(0, 19).replace("T", " ")),
-      el("td", {}, el("span", { class: "kind" }, e.kind)), el("td", {}, e.message))));
+      el("td", {}, el("span", { class: "kind" }, e.kind)),
+      el("td", {}, e.kind === "ignored" ? e.message.replace(/^ignored: /, "") : e.message))));
 }
 
+let taskError = false;
 async function loadTask() {
   try {
     renderTask(await getJSON(`/api/tasks/${encodeURIComponent(workItem)}`));
-    notice("");
+    if (taskError) { notice(""); taskError = false; }  // an action's answer stays shown
   } catch (err) {
     notice(`${workItem}: ${err.message}`, true);
+    taskError = true;
   }
 }
 
 function onBoard(board) {
   if (workItem) {
     const row = Object.values(board.tasks).flat().find((t) => t.work_item === workItem.toUpperCase());
-    const stamp = row ? row.updated_at + row.stage : "";
+    const stamp = row ? row.updated_at + row.stage + row.last_event : "";
     if (stamp !== lastTaskStamp || !row) { lastTaskStamp = stamp; loadTask(); }
   } else {
     renderBoard(board);
@@ -252,9 +258,14 @@ async function refresh() {
   try { onBoard(await getJSON("/api/board")); } catch (err) { notice(err.message, true); }
 }
 
+// One live stream per visible tab: a hidden tab lets its connection go (a browser
+// opens only six to a host), and catches up when it is shown again.
+let stream = null;
+let polling = null;
+
 function follow() {
-  let polling = null;
-  const stream = new EventSource("/api/stream");
+  if (stream) return;
+  stream = new EventSource("/api/stream");
   stream.addEventListener("board", (event) => {
     if (polling) { clearInterval(polling); polling = null; }
     setLive("live", "live");
@@ -268,9 +279,19 @@ function follow() {
   };
 }
 
+function pause() {
+  if (stream) { stream.close(); stream = null; }
+  if (polling) { clearInterval(polling); polling = null; }
+  setLive("paused", "paused (tab hidden)");
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden) pause(); else { refresh(); follow(); }
+});
+
 document.getElementById(workItem ? "task-view" : "board-view").hidden = false;
 document.getElementById("logout").hidden = mode !== "token";
 document.getElementById("crumbs").replaceChildren(...(workItem ? [el("a", { href: "/" }, "board"), ` / ${workItem}`] : []));
 document.title = workItem ? `${workItem} · planeflow` : "planeflow";
 refresh();
-follow();
+if (!document.hidden) follow();
