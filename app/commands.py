@@ -210,8 +210,12 @@ class CommentCommands:
         else:
             parts.append("no active job")
         if task.pr_url:
+            shown = html.escape(task.pr_url)
+            is_link = task.pr_url.startswith(("https://", "http://"))
             parts.append(
-                f'pull request <a href="{html.escape(task.pr_url)}">{html.escape(task.pr_url)}</a>'
+                f'pull request <a href="{shown}">{shown}</a>'
+                if is_link
+                else f"pull request <code>{shown}</code>"  # a plain git remote: a path
             )
         return "; ".join(parts) + self._timeline(task, STATUS_DECISIONS, lead="last decisions:")
 
