@@ -1,0 +1,126 @@
+"""One script call stores a mixed batch exactly as one call per event would, on a real Redis.
+
+The script gathers its queue writes, last-webhook times and own-user answers per batch;
+this checks that events inside one batch still see each other: a second state delivery
+folds into the first, a repeated body is a duplicate, our own echo neither absorbs a
+human's delivery nor leaves a snapshot, and the queue holds the stored events in order.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.ingest import Ingest, connect_async
+from app.ingest_script import PROCESS, STREAM_FIELDS
+from app.keys import Keys
+from app.queue import EVENTS_QUEUE, PROCESS_EVENT, PROCESS_FORGE_EVENT, queue_keys
+from app.spool import Spool
+
+pytestmark = pytest.mark.redis_server
+
+KEYS = Keys("pf:")
+ISSUE_A = "00000000-0000-0000-0000-00000000000a"
+ISSUE_B = "00000000-0000-0000-0000-00000000000b"
+BOT = "bot-user"
+
+
+def plane(
+    n: int,
+    issue: str,
+    *,
+    actor: str = "human",
+    updated: str = "",
+    project: str = "demo",
+    outcome: str = PROCESS,
+) -> dict[str, Any]:
+    return {
+        "source": "plane",
+        "event": "issue",
+        "action": "updated",
+        "field": "state",
+        "project": project,
+        "issue": issue,
+        "actor": actor,
+        "delivery": f"d{n}",
+        "sha256": f"{n:064x}",
+        "received_at": f"2026-11-25T00:00:0{n}+00:00",
+        "outcome": outcome,
+        "updated": updated,
+        "body": json.dumps({"n": n}),
+        "queue": EVENTS_QUEUE,
+        "actor_name": PROCESS_EVENT,
+        "payload": {"issue_id": issue, "actor_id": actor},
+        "fold": outcome == PROCESS,
+    }
+
+
+def gitea(n: int) -> dict[str, Any]:
+    return {
+        "source": "gitea",
+        "event": "pull_request",
+        "action": "opened",
+        "project": "demo",
+        "delivery": f"g{n}",
+        "sha256": f"{n:064x}",
+        "received_at": f"2026-11-25T00:00:0{n}+00:00",
+        "outcome": PROCESS,
+        "body": json.dumps({"g": n}),
+        "queue": EVENTS_QUEUE,
+        "actor_name": PROCESS_FORGE_EVENT,
+        "payload": {"project": "demo", "branches": ["feature/x"]},
+    }
+
+
+async def test_one_batch_sees_its_own_earlier_events(
+    redis_server: Any, real_redis: Any, tmp_path: Path
+) -> None:
+    real_redis.sadd(KEYS.plane_users, BOT)
+    batch = [
+        plane(1, ISSUE_A, updated="100.0"),  # stored and queued
+        plane(2, ISSUE_A, updated="101.0"),  # folds into 1; its snapshot is newer
+        plane(1, ISSUE_A, updated="100.0"),  # the same body again: a duplicate
+        plane(4, ISSUE_B, actor=BOT, updated="200.0"),  # our echo: queued, no snapshot
+        gitea(5),  # another actor, the same queue
+        plane(6, ISSUE_B, project="other", outcome="ignored: issue/updated/x"),
+        plane(7, ISSUE_B, updated="50.0"),  # a human's never folds into our echo
+    ]
+    client = connect_async(redis_server.url)
+    ingest = Ingest(client, KEYS, Spool(tmp_path), own_user_id="someone-else")
+    answers = await ingest.record(batch)
+    await ingest.close()
+    await client.aclose()
+
+    ids = [a.body.get("event_id") for a in answers]
+    assert [a.status for a in answers] == [202, 202, 200, 202, 202, 202, 202]
+    assert answers[1].body["outcome"] == "folded" and answers[1].body["folded_into"] == ids[0]
+    assert answers[2].body == {"duplicate": True, "event_id": ids[0]}
+    assert answers[6].body["outcome"] == PROCESS
+
+    events = real_redis.xrange(KEYS.events)
+    assert [e[0] for e in events] == [ids[0], ids[1], ids[3], ids[4], ids[5], ids[6]]
+    assert list(events[0][1]) == [*STREAM_FIELDS, "body"]  # every field, the body last
+    assert events[1][1]["outcome"] == f"folded: {ids[0]}"
+    assert events[4][1]["outcome"] == "ignored: issue/updated/x"
+
+    queue, messages = queue_keys(EVENTS_QUEUE)
+    queued = [ids[0], ids[3], ids[4], ids[6]]
+    assert real_redis.lrange(queue, 0, -1) == queued  # in arrival order
+    for event_id in queued:
+        message = json.loads(real_redis.hget(messages, event_id))
+        assert message["message_id"] == event_id == message["args"][0]["event_id"]
+    assert json.loads(real_redis.hget(messages, ids[4]))["actor_name"] == PROCESS_FORGE_EVENT
+
+    assert real_redis.get(KEYS.fold(ISSUE_A)) == f"{ids[0]}|0"
+    assert real_redis.get(KEYS.fold(ISSUE_B)) == f"{ids[6]}|0"
+    assert real_redis.get(KEYS.snapshot(ISSUE_A)) == f"101.0|{ids[1]}"
+    assert real_redis.get(KEYS.snapshot(ISSUE_B)) == f"50.0|{ids[6]}"  # the echo's: never
+    assert real_redis.get(KEYS.delivery(f"{1:064x}")) == ids[0]
+    # one time per project, the last one seen; a Gitea event records none
+    assert real_redis.hgetall(KEYS.webhooks_last) == {
+        "demo": "2026-11-25T00:00:07+00:00",
+        "other": "2026-11-25T00:00:06+00:00",
+    }
