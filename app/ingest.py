@@ -17,10 +17,10 @@ A state delivery for a work item whose `process_event` is still queued folds int
 clears the marker when it starts the event. A delivery from our own Plane user never
 absorbs a human's: the human's gets its own message.
 
-When Redis fails or answers slowly (short timeouts: a hung Redis costs about half a
-second) the batch goes to the spool (one fsync) and is acknowledged; while anything
-waits in the spool, new events queue behind it, and the drainer moves them into Redis
-in order through the same script.
+When Redis fails or answers slowly (a deadline per batch, `timeout_s`: a hung Redis
+costs about a second) the batch goes to the spool (one fsync) and is acknowledged;
+while anything waits in the spool, new events queue behind it, and the drainer moves
+them into Redis in order through the same script.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ REDIS_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
 
 
 def connect_async(url: str, *, timeout_s: float = 0.5) -> aioredis.Redis:
-    """The ingest client: short timeouts and no retries, so a hung Redis spools fast."""
+    """The ingest client: short timeouts and no retries, so a hung Redis spools fast
+    (the batch script's own connection keeps the connect timeout; `Ingest.record`'s
+    deadline replaces the socket timeout there)."""
     return aioredis.Redis.from_url(
         url,
         decode_responses=True,
@@ -175,11 +177,12 @@ class Ingest:
         """One command on the ingest's own connection, packed by hiredis in one go
         (redis-py's packing and pool cost more than the rest of the request path). One
         command at a time; a dropped connection is retried once, and a connection left
-        mid-reply (timeout, cancel) is closed, to be opened again by the next command."""
+        mid-reply (timeout, cancel) is closed, to be opened again by the next command.
+        The caller's deadline (`record`: `timeout_s`) bounds connect, write and read."""
         packed = hiredis.pack_command(command)
         async with self._line:
             if self._conn is None:
-                self._conn = self.r.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+                self._conn = self._connection()
             conn = self._conn
             for attempt in (1, 2):
                 try:
@@ -195,6 +198,13 @@ class Ingest:
                     await conn.disconnect()
                     raise
         raise AssertionError("unreachable")
+
+    def _connection(self) -> Any:
+        """The client's connection settings without a socket timeout: redis-py wraps
+        every write under one in `asyncio.wait_for`, a task per command (measured alone:
+        a third of the client's CPU per round trip); `record`'s deadline bounds it."""
+        pool = self.r.connection_pool
+        return pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
 
     # -- the spool -----------------------------------------------------------------------
     async def drain(self) -> int:

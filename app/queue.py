@@ -97,11 +97,12 @@ def message_parts(queue: str, actor: str, payload: dict[str, Any]) -> tuple[str,
     where Dramatiq writes `\\u` escapes: the same JSON); a real Worker consumes it in
     tests/integration/test_ingest_dramatiq.py.
     """
-    rest = {k: v for k, v in payload.items() if k != "event_id"}
-    extra = "," + orjson.dumps(rest).decode()[1:-1] if rest else ""
+    if "event_id" in payload:
+        payload = {k: v for k, v in payload.items() if k != "event_id"}
+    rest = orjson.dumps(payload).decode()[1:-1]
     return (
         _message_head(queue, actor),
-        f'"{extra}{_AFTER_ARGS}',
+        f'"{"," if rest else ""}{rest}{_AFTER_ARGS}',
         _BEFORE_MESSAGE_ID,
         f'","message_timestamp":{int(time.time() * 1000)}}}',
     )

@@ -1,8 +1,9 @@
-"""Redis down: 100 webhooks are acknowledged into the spool, then all processed once."""
+"""Redis down or hung: webhooks are acknowledged from the spool, then all processed once."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -13,13 +14,21 @@ import redis
 from aiohttp.test_utils import TestClient
 
 from actors.worker import start_worker
+from app.plane.webhooks import signature
 from app.sandbox.plane_runner import SandboxPlaneRunner
 from app.services import Services
 from app.store import connect
 from app.web import create_app
 from tests.conftest import RedisServer, free_port
 from tests.e2e.conftest import wait_for
-from tests.helpers import demo_project, fixture_delivery, plane_delivery, registry, settings
+from tests.helpers import (
+    FIXTURE_SECRET,
+    demo_project,
+    fixture_delivery,
+    plane_delivery,
+    registry,
+    settings,
+)
 
 Client = TestClient[Any, Any]
 
@@ -116,6 +125,54 @@ async def test_hung_redis_sends_webhooks_to_the_spool_quickly(
             return bool(client_r.xlen(cfg.keys.events) == 1)
 
         await asyncio.to_thread(wait_for, stored, 15, "spool drained after the hang")
+    finally:
+        os.kill(server._proc.pid, signal.SIGCONT)
+        client_r.close()
+        server.stop()
+
+
+def variant(n: int) -> tuple[bytes, dict[str, str]]:
+    """The recorded delivery with another webhook id: a distinct body, signed the same way."""
+    body, headers = fixture_delivery("webhook_issue_updated_state")
+    raw = json.loads(body)
+    raw["webhook_id"] = f"variant-{n}"
+    new = json.dumps(raw).encode()
+    return new, {**headers, "X-Plane-Signature": signature(FIXTURE_SECRET, new)}
+
+
+async def test_redis_hung_mid_batch_spools_in_time_and_the_next_batch_reconnects(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    # The ingest connection has no socket timeout of its own: the batch's deadline
+    # (twice ORCH_INGEST_REDIS_TIMEOUT_S) must still end a command Redis never answers.
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    cfg = settings(tmp_path, redis_url=server.url)
+    client_r = connect(server.url)
+    app = create_app(cfg, registry=registry(), redis_client=client_r, drain_interval_s=0.2)
+    client: Client = await aiohttp_client(app)
+    assert server._proc is not None
+    try:
+        first = await client.post("/webhooks/plane", data=variant(1)[0], headers=variant(1)[1])
+        assert first.status == 202 and "spooled" not in await first.json()  # connected
+        os.kill(server._proc.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        body, headers = variant(2)
+        resp = await client.post("/webhooks/plane", data=body, headers=headers)
+        waited = time.monotonic() - started
+        assert resp.status == 202 and (await resp.json())["spooled"] is True
+        assert 0.5 < waited < 3, f"answered after {waited:.1f}s"
+        os.kill(server._proc.pid, signal.SIGCONT)
+        await asyncio.to_thread(
+            wait_for, lambda: client_r.xlen(cfg.keys.events) == 2, 15, "drained"
+        )
+        await asyncio.to_thread(
+            wait_for, lambda: not list((tmp_path / "spool").glob("spool-*")), 15, "files gone"
+        )
+        third = await client.post("/webhooks/plane", data=variant(3)[0], headers=variant(3)[1])
+        answer = await third.json()
+        assert third.status == 202 and "spooled" not in answer, answer  # a new connection
+        assert client_r.xlen(cfg.keys.events) == 3
     finally:
         os.kill(server._proc.pid, signal.SIGCONT)
         client_r.close()
