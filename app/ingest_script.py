@@ -11,8 +11,7 @@ last-webhook time. `add_event` builds one event's keys and arguments;
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.keys import Keys
 from app.queue import message_parts, queue_keys
@@ -145,8 +144,7 @@ return table.concat(out, ';')
 """
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):  # one per request: a tuple costs a third of a frozen dataclass
     status: int
     body: dict[str, Any]
 

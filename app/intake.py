@@ -137,45 +137,53 @@ class PlaneIntake:
             if p.webhook_secret
         ]
         self.secrets = list(dict.fromkeys(s for s in [default_secret, *own] if s))
+        # Plane project id -> (project name, the secret its deliveries must be signed with)
+        self._projects = {
+            p.plane_project_id: (
+                p.name,
+                p.webhook_secret.get_secret_value() if p.webhook_secret else default_secret,
+            )
+            for p in registry.projects.values()
+        }
 
     def entry(self, body: bytes, headers: Any) -> Entry:
         matched = matching(self.secrets, body, headers.get("X-Plane-Signature"))
         if not matched:
             raise Refused(401, "invalid signature", "bad_signature")
         hook = self._parse(body)
+        event, action, field, actor = hook.event, hook.action, hook.field, hook.actor_id
         project_id = hook.project_id
-        project = self.registry.by_plane_id(project_id) if project_id else None
-        if project is not None:
-            required = (
-                project.webhook_secret.get_secret_value()
-                if project.webhook_secret
-                else self.default_secret
-            )
-            if required not in matched:
-                raise Refused(401, "signature does not match the project's secret", "bad_signature")
-        entry = base_entry("plane", hook.event, body, headers.get("X-Plane-Delivery", ""))
+        project = self._projects.get(project_id) if project_id else None
+        if project is not None and project[1] not in matched:
+            raise Refused(401, "signature does not match the project's secret", "bad_signature")
         outcome = self._outcome(hook, project is not None)
         issue = hook.issue_id
-        entry.update(
-            action=hook.action,
-            field=hook.field,
-            project=project.name if project else project_id,
-            issue=issue,
-            actor=hook.actor_id,
-            actor_name=PROCESS_EVENT,
-            outcome=outcome,
-            fold=outcome == PROCESS and hook.event == "issue",  # comments are never folded
-            updated=epoch_text(hook.data.get("updated_at")),
-            payload={
+        return {  # one literal: this runs for every delivery
+            "source": "plane",
+            "event": event,
+            "sha256": body_sha256(body),
+            "received_at": now_iso(),
+            "body": body.decode("utf-8", errors="replace"),
+            "delivery": headers.get("X-Plane-Delivery", "")[:200],
+            "queue": EVENTS_QUEUE,
+            "action": action,
+            "field": field,
+            "project": project[0] if project else project_id,
+            "issue": issue,
+            "actor": actor,
+            "actor_name": PROCESS_EVENT,
+            "outcome": outcome,
+            "fold": outcome == PROCESS and event == "issue",  # comments are never folded
+            "updated": epoch_text(hook.data.get("updated_at")),
+            "payload": {
                 "project_id": project_id,
                 "issue_id": issue,
-                "event": hook.event,
-                "action": hook.action,
-                "field": hook.field,
-                "actor_id": hook.actor_id,
+                "event": event,
+                "action": action,
+                "field": field,
+                "actor_id": actor,
             },
-        )
-        return entry
+        }
 
     @staticmethod
     def _parse(body: bytes) -> Hook:

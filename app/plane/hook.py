@@ -10,8 +10,7 @@ A shape problem raises `ShapeError` naming where it is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class ShapeError(ValueError):
@@ -21,8 +20,7 @@ class ShapeError(ValueError):
         self.problem = problem
 
 
-@dataclass(frozen=True, slots=True)
-class Hook:
+class Hook(NamedTuple):  # immutable, and a third of a frozen dataclass's cost to make
     event: str
     action: str
     data: dict[str, Any]
