@@ -184,6 +184,12 @@ class Ingest:
             if self._conn is None:
                 self._conn = self._connection()
             conn = self._conn
+            # One turn of the loop first: the requests of the batch just answered then
+            # write their responses before this write wakes Redis, which on a small
+            # machine can take the core from this process before they are sent. The
+            # wait_for task of redis-py's socket timeout did this by accident; measured
+            # without either: 11 % fewer webhooks per second, four times the preemptions.
+            await asyncio.sleep(0)
             for attempt in (1, 2):
                 try:
                     await conn.send_packed_command(packed, check_health=False)
