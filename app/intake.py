@@ -207,7 +207,6 @@ class PlaneIntake:
             return PROCESS
         return f"ignored: {hook.event}/{hook.action}/{hook.field or '-'}"
 
-
     @staticmethod
     def _comment_outcome(hook: Hook) -> str:
         """A new comment is queued when it may hold a `/planeflow` command."""

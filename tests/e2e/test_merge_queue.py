@@ -104,7 +104,9 @@ def test_a_conflict_past_max_conflict_rework_blocks_with_the_reason(
     blocked = next(t for t in now if t.stage is Stage.BLOCKED)
     assert "merge conflict with main" in (blocked.blocked_reason or "")
     assert "max_conflict_rework (0)" in (blocked.blocked_reason or "")
-    assert queue_stack.services.store.merge_slot_holder(blocked.repo) is None
+    # freed right after the transaction that blocked it (not inside it): wait for that
+    store = queue_stack.services.store
+    wait_for(lambda: store.merge_slot_holder(blocked.repo) is None, 5, "merge slot freed")
 
 
 PEEK = (
