@@ -18,8 +18,9 @@ from aiohttp import web
 
 from app.board import Board
 from app.dashboard.auth import Guard
+from app.dashboard.common import DASHBOARD, Dashboard
 from app.dashboard.feed import BoardFeed
-from app.dashboard.routes import DASHBOARD, Dashboard, add_routes
+from app.dashboard.routes import add_routes
 from app.services import Services
 
 log = logging.getLogger(__name__)

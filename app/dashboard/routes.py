@@ -6,28 +6,32 @@ script (`static/app.js`, served from here: no build step, no CDN) renders the JS
 events: the board, sent again whenever it changes). Actions are POSTs:
 `/api/tasks/<WORK-ITEM>/retry|cancel` and `/api/dead-letters/<id>/requeue`. Every
 route is wrapped by `guarded`, which asks for the token (when one is set) and, for a
-POST, the CSRF proof; the webhook routes are not touched by any of it.
+POST, the CSRF proof; the webhook routes are not touched by any of it. The login form
+is `app.dashboard.login`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from importlib import resources
-from typing import Any
 
-import orjson
 from aiohttp import web
 
-from app.actions import Actions, Origin
-from app.board import Board
-from app.dashboard.auth import COOKIE, SESSION_S, Access, Failures, Guard, safe_next
-from app.dashboard.feed import BoardFeed
+from app.actions import Origin
+from app.dashboard.auth import Access, safe_next
+from app.dashboard.common import (
+    DASHBOARD,
+    SECURITY_HEADERS,
+    Dashboard,
+    client_of,
+    json_answer,
+    misdirected,
+    secure,
+    static_file,
+)
+from app.dashboard.login import login, login_page, logout
 from app.domain.results import Handled, Result
 
 log = logging.getLogger(__name__)
@@ -36,47 +40,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KEEPALIVE_S = 15.0
 STREAM_TICK_S = 0.5
 MAX_STREAMS = 64
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    ),
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
-# The login page is one file with its own few styles: nothing else runs on it.
-LOGIN_HEADERS = {
-    **SECURITY_HEADERS,
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-}
 STATIC_TYPES = {"app.js": "text/javascript", "style.css": "text/css"}
-
-
-@dataclass
-class Dashboard:
-    guard: Guard
-    feed: BoardFeed
-    board: Board
-    actions: Actions
-    failures: Failures = field(default_factory=Failures)
-    streams: set[asyncio.Task[Any]] = field(default_factory=set)
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-DASHBOARD = web.AppKey("dashboard", Dashboard)
-
-
-def _static(name: str) -> bytes:
-    return resources.files("app.dashboard").joinpath("static", name).read_bytes()
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
 def guarded(handler: Handler, *, page: bool = False, post: bool = False) -> Handler:
@@ -85,19 +49,21 @@ def guarded(handler: Handler, *, page: bool = False, post: bool = False) -> Hand
     async def check(request: web.Request) -> web.StreamResponse:
         dash = request.app[DASHBOARD]
         if not dash.guard.host_ok(request):
-            return _secure(_misdirected())
+            return secure(misdirected())
         access = dash.guard.access(request)
         if access is Access.DENIED and request.headers.get("Authorization"):
-            return _secure(await _wrong_token(request, dash))
+            return secure(await _wrong_token(request, dash))
         if access is Access.DENIED:
             if page:
                 target = safe_next(request.path_qs)
                 raise web.HTTPSeeOther(f"/login?next={_quote(target)}", headers=SECURITY_HEADERS)
-            refused = _json({"error": "the dashboard token is required"}, 401)
+            refused = json_answer({"error": "the dashboard token is required"}, 401)
             refused.headers["WWW-Authenticate"] = 'Bearer realm="planeflow"'
-            return _secure(refused)
+            return secure(refused)
         if post and access is not Access.BEARER and not dash.guard.csrf_ok(request):
-            return _secure(_json({"error": "missing or wrong CSRF token, or another origin"}, 403))
+            return secure(
+                json_answer({"error": "missing or wrong CSRF token, or another origin"}, 403)
+            )
         resp: web.StreamResponse
         try:
             resp = await handler(request)
@@ -106,35 +72,24 @@ def guarded(handler: Handler, *, page: bool = False, post: bool = False) -> Hand
         except Exception as exc:  # Redis down, a bug: never a 500 page, never a secret
             log.warning("dashboard %s %s failed: %s", request.method, request.path, exc)
             what = "the action failed" if post else "the board cannot be read now"
-            resp = _json({"error": f"{what} ({type(exc).__name__}; see the web log)"}, 503)
-        return _secure(resp)
+            resp = json_answer({"error": f"{what} ({type(exc).__name__}; see the web log)"}, 503)
+        return secure(resp)
 
     return check
-
-
-def _misdirected() -> web.Response:
-    """An open dashboard asked under another name than loopback (DNS rebinding)."""
-    return _json({"error": "this dashboard answers only on 127.0.0.1, localhost or [::1]"}, 421)
 
 
 async def _wrong_token(request: web.Request, dash: Dashboard) -> web.Response:
     """A wrong bearer token: counted, slowed down, and refused at once past the limit."""
     wait = dash.failures.wait_s()
     if wait:
-        resp = _json({"error": "too many wrong tokens; try again later"}, 429)
+        resp = json_answer({"error": "too many wrong tokens; try again later"}, 429)
         resp.headers["Retry-After"] = str(int(wait) + 1)
         return resp
     dash.failures.failed(client_of(request))
     await asyncio.sleep(0.5)
-    refused = _json({"error": "wrong dashboard token"}, 401)
+    refused = json_answer({"error": "wrong dashboard token"}, 401)
     refused.headers["WWW-Authenticate"] = 'Bearer realm="planeflow", error="invalid_token"'
     return refused
-
-
-def _secure(resp: web.StreamResponse) -> web.StreamResponse:
-    if not resp.prepared:
-        resp.headers.update(SECURITY_HEADERS)
-    return resp
 
 
 def _quote(path: str) -> str:
@@ -146,7 +101,7 @@ def _quote(path: str) -> str:
 # -- pages --------------------------------------------------------------------------
 async def shell(request: web.Request) -> web.Response:
     dash = request.app[DASHBOARD]
-    page = _static("index.html").decode()
+    page = static_file("index.html").decode()
     page = page.replace("__CSRF__", dash.guard.csrf_token(request))
     page = page.replace("__MODE__", "open" if dash.guard.open else "token")
     return web.Response(text=page, content_type="text/html")
@@ -156,75 +111,11 @@ async def static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in STATIC_TYPES:
         raise web.HTTPNotFound()
-    resp = web.Response(body=_static(name), content_type=STATIC_TYPES[name])
+    resp = web.Response(body=static_file(name), content_type=STATIC_TYPES[name])
     resp.headers.update(SECURITY_HEADERS)
     return resp
 
 
-async def login_page(request: web.Request) -> web.Response:
-    dash = request.app[DASHBOARD]
-    if not dash.guard.host_ok(request):
-        return _misdirected()
-    target = safe_next(request.query.get("next", "/"))
-    if dash.guard.open:  # nothing to log in to
-        raise web.HTTPSeeOther(target, headers=SECURITY_HEADERS)
-    return _login_form(target, "")
-
-
-def _login_form(target: str, error: str, status: int = 200) -> web.Response:
-    page = _static("login.html").decode()
-    page = page.replace("__NEXT__", html.escape(safe_next(target)))
-    page = page.replace("__ERROR__", html.escape(error))
-    resp = web.Response(text=page, content_type="text/html", status=status)
-    resp.headers.update(LOGIN_HEADERS)
-    return resp
-
-
-async def login(request: web.Request) -> web.Response:
-    dash = request.app[DASHBOARD]
-    if not dash.guard.host_ok(request):
-        return _misdirected()
-    form = await request.post()
-    target = safe_next(str(form.get("next", "/")))
-    if dash.guard.open:
-        raise web.HTTPSeeOther(target)
-    wait = dash.failures.wait_s()
-    if wait:
-        return _login_form(target, f"Too many wrong tokens: try again in {int(wait) + 1} s.", 429)
-    if not dash.guard.token_ok(str(form.get("token", ""))):
-        dash.failures.failed(client_of(request))
-        await asyncio.sleep(0.5)  # slows guessing down; the loop serves others meanwhile
-        return _login_form(target, "That is not the dashboard token.", 401)
-    resp = web.HTTPSeeOther(target, headers=SECURITY_HEADERS)
-    resp.set_cookie(
-        COOKIE,
-        dash.guard.new_session(),
-        max_age=SESSION_S,
-        httponly=True,
-        samesite="Strict",
-        secure=_https(request),
-        path="/",
-    )
-    raise resp
-
-
-async def logout(request: web.Request) -> web.Response:
-    dash = request.app[DASHBOARD]
-    form = await request.post()
-    if not dash.guard.csrf_ok(request, str(form.get("csrf", ""))):  # no logout from afar
-        refused = _json({"error": "missing or wrong CSRF token, or another origin"}, 403)
-        refused.headers.update(SECURITY_HEADERS)
-        return refused
-    resp = web.HTTPSeeOther("/login", headers=SECURITY_HEADERS)
-    resp.del_cookie(COOKIE, path="/")
-    raise resp
-
-
-def _https(request: web.Request) -> bool:
-    return request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
-
-
-# -- reads --------------------------------------------------------------------------
 async def board(request: web.Request) -> web.Response:
     snap = await request.app[DASHBOARD].feed.get()
     return web.Response(body=snap.body, content_type="application/json")
@@ -235,8 +126,8 @@ async def task(request: web.Request) -> web.Response:
     work_item = request.match_info["work_item"]
     detail = await dash.feed.call(lambda: dash.board.task_detail(work_item))
     if detail is None:
-        return _json({"error": f"no task for {work_item}"}, 404)
-    return _json(detail)
+        return json_answer({"error": f"no task for {work_item}"}, 404)
+    return json_answer(detail)
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
@@ -244,7 +135,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     every KEEPALIVE_S so proxies keep the connection, `problem` while Redis fails."""
     dash = request.app[DASHBOARD]
     if len(dash.streams) >= MAX_STREAMS:
-        return _json({"error": "too many live views open"}, 503)
+        return json_answer({"error": "too many live views open"}, 503)
     resp = web.StreamResponse(
         headers={**SECURITY_HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )
@@ -278,23 +169,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 
 # -- actions ------------------------------------------------------------------------
-def client_of(request: web.Request) -> str:
-    """The client's address, with the one a proxy names (an address only) first."""
-    remote = request.remote or "?"
-    forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
-    try:
-        named = str(ipaddress.ip_address(forwarded))
-    except ValueError:
-        return remote
-    return f"{named} via {remote}"
-
-
 async def task_action(request: web.Request) -> web.Response:
     dash = request.app[DASHBOARD]
     work_item, verb = request.match_info["work_item"], request.match_info["verb"]
     found = await dash.feed.call(lambda: dash.actions.store.find_task(work_item))
     if found is None:
-        return _json({"error": f"no task for {work_item}"}, 404)
+        return json_answer({"error": f"no task for {work_item}"}, 404)
     origin = Origin("dashboard", client_of(request))
     act = dash.actions.retry if verb == "retry" else dash.actions.cancel
     result: Result = await dash.feed.call(lambda: act(found, origin))
@@ -311,7 +191,7 @@ async def requeue(request: web.Request) -> web.Response:
 
 def _answer(result: Result) -> web.Response:
     status = 409 if result.kind is Handled.IGNORED else 200
-    return _json({"kind": result.kind.value, "result": str(result)}, status)
+    return json_answer({"kind": result.kind.value, "result": str(result)}, status)
 
 
 def add_routes(app: web.Application) -> None:
