@@ -20,11 +20,11 @@ from typing import Any
 
 from app import logs
 from app.apply import apply_decision
-from app.domain.decisions import CancelRequested, Resumed, decide, task_view
+from app.domain.decisions import CancelRequested, decide, task_view
 from app.domain.models import Task
 from app.domain.results import Handled, Result, TimelineKind, ignored
 from app.domain.stages import FINISHED_STAGES, Stage
-from app.pipeline import NO_POLICY, JobSender, PlaneWrites, run_after
+from app.pipeline import NO_POLICY, JobSender, PlaneWrites, resume, run_after
 from app.queue import FLUSH_OUTBOX, PROCESS_EVENT, RUN_JOB
 from app.queue_state import DeadLetter, QueueState
 from app.store import Store
@@ -75,13 +75,7 @@ class Actions:
             elif now.stage is not Stage.BLOCKED:
                 result = ignored(f"nothing to retry: the task is in {now.stage.value}, not blocked")
             else:
-                decision = decide(task_view(now), Resumed(str(origin)), NO_POLICY)
-                applied = apply_decision(self.store, now.id, decision)
-                if applied.job is not None:
-                    job_id = applied.job.id
-                    after.append(lambda: self.jobs.send_job(job_id))
-                after.append(lambda: self.outbox.wake(now.id))
-                result = Result(Handled.RESUMED, f"at {decision.stage.value}", decision.stage)
+                result = resume(self.store, self.jobs, self.outbox, now, str(origin), after)
         run_after(after)
         return self._trace("retry", task, origin, result)
 

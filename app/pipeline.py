@@ -127,17 +127,10 @@ class Pipeline:
     def _resume(
         self, task: Task, issue: WorkItem, source: str, after: list[Callable[[], object]]
     ) -> Result:
-        decision = decide(task_view(task), Resumed(source), NO_POLICY)
-        applied = apply_decision(self.store, task.id, decision, seen_state=issue.state_id)
-        self._applied(applied, after)
-        return Result(Handled.RESUMED, f"at {decision.stage.value}", decision.stage)
+        return resume(self.store, self.jobs, self.outbox, task, source, after, issue.state_id)
 
     def _applied(self, applied: Applied, after: list[Callable[[], object]]) -> None:
-        """The sends of an applied decision, for after the lock."""
-        new, task_id = applied.job, applied.task.id
-        if new is not None:
-            after.append(lambda: self.jobs.send_job(new.id))
-        after.append(lambda: self.outbox.wake(task_id))
+        sends_of(applied, self.jobs, self.outbox, after)
 
     # -- verdict ----------------------------------------------------------------------
     def handle_verdict(
@@ -230,6 +223,33 @@ class Pipeline:
             return None
         after.append(lambda: self.jobs.send_job(job.id))
         return job
+
+
+def resume(
+    store: Store,
+    jobs: JobSender,
+    outbox: PlaneWrites,
+    task: Task,
+    source: str,
+    after: list[Callable[[], object]],
+    seen_state: str | None = None,
+) -> Result:
+    """A blocked task back to the stage that failed (a start trigger, or an operator's
+    retry); call under the work item's lock, the sends go to `after`."""
+    decision = decide(task_view(task), Resumed(source), NO_POLICY)
+    applied = apply_decision(store, task.id, decision, seen_state=seen_state)
+    sends_of(applied, jobs, outbox, after)
+    return Result(Handled.RESUMED, f"at {decision.stage.value}", decision.stage)
+
+
+def sends_of(
+    applied: Applied, jobs: JobSender, outbox: PlaneWrites, after: list[Callable[[], object]]
+) -> None:
+    """The sends of an applied decision, for after the lock: its new job, the outbox."""
+    new, task_id = applied.job, applied.task.id
+    if new is not None:
+        after.append(lambda: jobs.send_job(new.id))
+    after.append(lambda: outbox.wake(task_id))
 
 
 def item_text(item: WorkItem) -> str:
