@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from app import logs
 from app.apply import apply_decision
@@ -24,8 +23,8 @@ from app.domain.decisions import CancelRequested, decide, task_view
 from app.domain.models import Task
 from app.domain.results import Handled, Result, TimelineKind, ignored
 from app.domain.stages import FINISHED_STAGES, Stage
-from app.pipeline import NO_POLICY, JobSender, PlaneWrites, resume, run_after
-from app.queue import FLUSH_OUTBOX, PROCESS_EVENT, RUN_JOB
+from app.pipeline import NO_POLICY, PlaneWrites, resume, run_after
+from app.queue import FLUSH_OUTBOX, PROCESS_EVENT, RUN_JOB, Dispatcher
 from app.queue_state import DeadLetter, QueueState
 from app.store import Store
 
@@ -51,18 +50,12 @@ class Origin:
 
 class Actions:
     def __init__(
-        self,
-        store: Store,
-        outbox: PlaneWrites,
-        jobs: JobSender,
-        queues: QueueState,
-        broker: Callable[[], Any],
+        self, store: Store, outbox: PlaneWrites, jobs: Dispatcher, queues: QueueState
     ) -> None:
         self.store = store
         self.outbox = outbox
-        self.jobs = jobs
+        self.jobs = jobs  # sends the resumed stage's job; its broker requeues dead letters
         self.queues = queues
-        self._broker = broker  # made when a requeue needs it
 
     # -- tasks ----------------------------------------------------------------------
     def retry(self, task: Task, origin: Origin) -> Result:
@@ -109,7 +102,7 @@ class Actions:
         if dead is None:
             result = ignored(f"no dead-lettered message {message_id!r}")
         else:
-            new_id = self.queues.requeue(self._broker(), dead)
+            new_id = self.queues.requeue(self.jobs.broker, dead)
             if new_id is None:
                 result = ignored(f"message {message_id} is no longer dead-lettered")
             else:

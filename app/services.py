@@ -165,13 +165,7 @@ class Services:
     @cached_property
     def actions(self) -> Actions:
         """Operator actions (dashboard, CLI, comments); no Plane call of their own."""
-        return Actions(
-            self.store,
-            self.outbox,
-            self.dispatcher,
-            self.queue_state,
-            lambda: self.dispatcher.broker,
-        )
+        return Actions(self.store, self.outbox, self.dispatcher, self.queue_state)
 
     @cached_property
     def commands(self) -> CommentCommands:

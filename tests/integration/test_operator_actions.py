@@ -131,7 +131,7 @@ def _actions(store: Store, broker: Any) -> Any:
 
     dispatcher = Dispatcher(broker)
     outbox = PlaneOutbox(OutboxStore(store.r, store.keys), lambda *_: None)
-    return Actions(store, outbox, dispatcher, QueueState(store.r), lambda: broker)
+    return Actions(store, outbox, dispatcher, QueueState(store.r))
 
 
 def _wait(read: Any, timeout: float = 10.0) -> Any:
