@@ -12,7 +12,6 @@ from app.cli.formatting import format_table
 from app.config import Settings, load_registry
 from app.domain.errors import ConfigError, PlaneflowError
 from app.domain.stages import Stage
-from app.reconcile_state import ReconcileStateStore
 from app.services import Services
 from app.store import Store, connect
 
@@ -86,25 +85,27 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from app.board import Board
+    from app.queue_state import QueueState
+
     store = make_store(settings)
     registry = load_registry(settings.projects_file)
-    counters = store.counters()
-    reconcile = ReconcileStateStore(store.r, store.keys)
-    last_hooks = reconcile.last_webhooks()
+    board = Board(settings, store, registry, QueueState(store.r, store.keys))
     rows = [("PROJECT", "LAST WEBHOOK", "REPLAYS", "LAST PASS", "API CALLS", "WEBHOOKS")]
-    for name in registry.projects:
-        state = reconcile.get(name)
+    for p in board.project_rows():
+        calls = p["last_pass_calls"]
         rows.append(
             (
-                name,
-                last_hooks.get(name, "never")[:19],
-                str(counters.get(f"replays:{name}", 0)),
-                (state.last_pass_at or "never")[:19],
-                "-" if state.last_api_calls is None else str(state.last_api_calls),
-                "SILENT?" if state.webhooks_silent else "ok",
+                p["name"],
+                (p["last_webhook"] or "never")[:19],
+                str(p["replays"]),
+                (p["last_pass"] or "never")[:19],
+                "-" if calls is None else str(calls),
+                "SILENT?" if p["webhooks_silent"] else "ok",
             )
         )
     print(format_table(rows))
+    counters = store.counters()
     print("counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
     return 0
 
