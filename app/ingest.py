@@ -38,7 +38,15 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from app.ingest_script import RECORD_BATCH, Answer, add_event, answer_of, outcome_of
+from app.ingest_script import (
+    RECORD_BATCH,
+    Answer,
+    answer_of,
+    body_text,
+    encode_metas,
+    event_meta,
+    outcome_of,
+)
 from app.keys import Keys
 from app.spool import Entry, Spool
 
@@ -90,6 +98,7 @@ class Ingest:
         self.max_batch = max_batch
         self._count = count or (lambda source, outcome: None)
         self._sha = hashlib.sha1(RECORD_BATCH.encode()).hexdigest()
+        self._script_keys = (keys.events, keys.webhooks_last, keys.plane_me, keys.plane_users)
         self._waiting: list[tuple[Entry, asyncio.Future[Answer]]] = []
         self._flusher: asyncio.Task[None] | None = None
         # Held while deciding "Redis or spool" and while claiming a spool file, so a
@@ -149,21 +158,16 @@ class Ingest:
     # -- the script ----------------------------------------------------------------------
     async def record(self, entries: list[Entry]) -> list[Answer]:
         """Run the batch script; raises a Redis error (or TimeoutError) when Redis fails."""
-        keys: list[str] = [
-            self.keys.events,
-            self.keys.webhooks_last,
-            self.keys.plane_me,
-            self.keys.plane_users,
-        ]
+        keys = self._script_keys
         args: list[Any] = [
             self.events_maxlen,
             self.delivery_ttl_s,
             self.fold_ttl_s,
             self.own_user_id,
             len(entries),
+            encode_metas([event_meta(self.keys, entry) for entry in entries]),
+            *[body_text(entry) for entry in entries],
         ]
-        for entry in entries:
-            add_event(self.keys, entry, keys, args)
         head: list[Any] = [self._sha, len(keys)]
         async with asyncio.timeout(self.timeout_s):
             try:

@@ -5,13 +5,16 @@ Dramatiq message (dramatiq 2.2.1's RedisBroker layout: the `.msgs` hash and the 
 list), folds a state delivery into a queued one of the same work item, keeps the work
 item's newest human snapshot (`pf:snapshot:<issue>`, by `data.updated_at`, ties to the
 later arrival: the worker uses it instead of reading Plane), and records the project's
-last-webhook time. `add_event` builds one event's keys and arguments;
+last-webhook time. `event_meta` builds what the script needs of one event;
 `answer_of` reads the script's reply for it.
 """
 
 from __future__ import annotations
 
+import operator
 from typing import Any, NamedTuple
+
+import orjson
 
 from app.keys import Keys
 from app.queue import message_parts, queue_keys
@@ -33,18 +36,33 @@ STREAM_FIELDS = (  # `pf:events` fields, in this order; the body goes last: the 
     "spooled",
     "updated",  # data.updated_at as epoch seconds ('' when absent): the snapshot's age
 )
-# Per event: the marker, the fold marker, the queue list, the queue's message hash and
-# the work item's snapshot marker.
-_KEYS_PER_EVENT = 5
+# Each event goes to the script as two arguments: its "meta", a JSON array of short
+# strings (the keys it touches, its flags, its message in pieces, its stream values),
+# and its body. All the batch's metas travel in one JSON array (one argument, decoded
+# by the script's cjson): per argument, the receiver's packing costs more than Redis's
+# decoding, and the receiver is the busier process. The per-event keys are named in the
+# meta, not in KEYS: planeflow runs on one Redis (not a cluster), as Dramatiq's own
+# scripts do.
+META_HEAD = (
+    "marker",  # pf:delivery:<sha256>
+    "fold_key",  # pf:fold:<issue>, '-' when the event does not fold
+    "qlist",  # the Dramatiq queue's list, '-' when not queued
+    "qmsgs",  # and its message hash
+    "snap_key",  # pf:snapshot:<issue>, '-' when the event does not fold
+    "fold",  # '1' / '0'
+    "last_project",  # the project whose last-webhook time to record, '' for none
+    "m1",  # the message in four pieces around its id ('' x 4 when not queued:
+    "m2",  # `queue.message_parts`)
+    "m3",
+    "m4",
+)
 _STORED, _DUPLICATE, _FOLDED = 1, 0, 2
-
-# Per event, after the stream fields' values: fold ('1'/'0'), the project whose
-# last-webhook time to record ('' for none), the message in four pieces around its id
-# (all '' for an event that is not queued: `queue.message_parts`), the body.
-_ARGS_PER_EVENT = len(STREAM_FIELDS) + 7
+_M = {name: n + 1 for n, name in enumerate(META_HEAD)}  # Lua's 1-based positions
+_AT = {name: len(META_HEAD) + n + 1 for n, name in enumerate(STREAM_FIELDS)}
+_V0 = len(META_HEAD)  # the stream values follow the head
 _NAMES = ", ".join(f"'{name}'" for name in STREAM_FIELDS)
-_AT = {name: n + 1 for n, name in enumerate(STREAM_FIELDS)}  # Lua's 1-based positions
 _NF = len(STREAM_FIELDS)
+ARGS_BEFORE_BODIES = 6  # maxlen, ttl, fold_ttl, own user, n, the metas
 
 # Redis runs this on the same cores as the receiver, so it does little per event: one
 # MGET for the markers, the XADD from one reused table, a SET per marker written; the
@@ -53,6 +71,8 @@ _NF = len(STREAM_FIELDS)
 RECORD_BATCH = f"""
 local maxlen, ttl, fold_ttl, own_cfg = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local n = tonumber(ARGV[5])
+local metas = cjson.decode(ARGV[6])
+local null = cjson.null
 local names = {{{_NAMES}}}
 local fields = {{}}
 for j = 1, {_NF} do fields[2 * j - 1] = names[j] end
@@ -63,11 +83,17 @@ local queued, order = {{}}, {{}}  -- queue list key -> {{msgs key, ids, id/messa
 local last = {{}}  -- project -> last-webhook time
 local out = {{}}
 for i = 1, n do
-  local k = 4 + (i - 1) * {_KEYS_PER_EVENT}
-  local marker, fold_key, qlist, qmsgs = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  local snap_key = KEYS[k + 5]
-  local a = 5 + (i - 1) * {_ARGS_PER_EVENT}
-  local fold, project = ARGV[a + {_NF + 1}], ARGV[a + {_NF + 2}]
+  local m = metas[i]
+  for j = {_V0 + 1}, {_V0 + _NF} do  -- a missing value (null) is stored as ''
+    local v = m[j]
+    if type(v) ~= 'string' then
+      if v == null or v == false or v == nil then m[j] = '' else m[j] = tostring(v) end
+    end
+  end
+  local marker, fold_key, qlist, qmsgs = m[{_M["marker"]}], m[{_M["fold_key"]}],
+    m[{_M["qlist"]}], m[{_M["qmsgs"]}]
+  local snap_key = m[{_M["snap_key"]}]
+  local fold, project = m[{_M["fold"]}], m[{_M["last_project"]}]
   local existing, queued_id, snap
   if fold == '1' then
     local got = redis.call('MGET', marker, fold_key, snap_key)
@@ -78,7 +104,7 @@ for i = 1, n do
   if existing then
     out[i] = '0|' .. existing .. '|'
   else
-    local actor = ARGV[a + {_AT["actor"]}]
+    local actor = m[{_AT["actor"]}]
     local own = ours[actor]
     if own == nil then
       own = actor ~= '' and (actor == own_cfg or actor == me
@@ -90,22 +116,22 @@ for i = 1, n do
       local qid, qown = string.match(queued_id, '^(.*)|([01])$')
       if qid and not (qown == '1' and not own) then into = qid end
     end
-    for j = 1, {_NF} do fields[2 * j] = ARGV[a + j] end
-    if into then fields[{2 * _AT["outcome"]}] = 'folded: ' .. into end
-    fields[{2 * _NF + 2}] = ARGV[a + {_NF + 7}]
+    for j = 1, {_NF} do fields[2 * j] = m[{_V0} + j] end
+    if into then fields[{2 * (_AT["outcome"] - _V0)}] = 'folded: ' .. into end
+    fields[{2 * _NF + 2}] = ARGV[{ARGS_BEFORE_BODIES} + i]
     local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(fields))
     redis.call('SET', marker, id, 'EX', ttl)
-    local updated = tonumber(ARGV[a + {_AT["updated"]}])
+    local updated = tonumber(m[{_AT["updated"]}])
     if fold == '1' and not own and updated then
       local at = snap and tonumber(string.match(snap, '^([^|]*)'))
       if not at or updated >= at then
-        redis.call('SET', snap_key, ARGV[a + {_AT["updated"]}] .. '|' .. id, 'EX', ttl)
+        redis.call('SET', snap_key, m[{_AT["updated"]}] .. '|' .. id, 'EX', ttl)
       end
     end
     if into then
       out[i] = '2|' .. id .. '|' .. into
     else
-      local head = ARGV[a + {_NF + 3}]
+      local head = m[{_M["m1"]}]
       if head ~= '' then
         local q = queued[qlist]
         if not q then
@@ -116,15 +142,15 @@ for i = 1, n do
         local ids, msgs = q[2], q[3]
         ids[#ids + 1] = id
         msgs[#msgs + 1] = id
-        msgs[#msgs + 1] = head .. id .. ARGV[a + {_NF + 4}] .. id .. ARGV[a + {_NF + 5}]
-                            .. id .. ARGV[a + {_NF + 6}]
+        msgs[#msgs + 1] = head .. id .. m[{_M["m2"]}] .. id .. m[{_M["m3"]}] .. id
+                            .. m[{_M["m4"]}]
         if fold == '1' then
           redis.call('SET', fold_key, id .. '|' .. (own and '1' or '0'), 'EX', fold_ttl)
         end
       end
       out[i] = '1|' .. id .. '|'
     end
-    if project ~= '' then last[project] = ARGV[a + {_AT["received_at"]}] end
+    if project ~= '' then last[project] = m[{_AT["received_at"]}] end
   end
 end
 -- Dramatiq's layout: the message in the queue's hash, then its id on the queue's list
@@ -149,32 +175,62 @@ class Answer(NamedTuple):  # one per request: a tuple costs a third of a frozen 
     body: dict[str, Any]
 
 
-def add_event(keys_of: Keys, entry: Entry, keys: list[str], args: list[Any]) -> None:
-    """Append one event's script keys (marker, fold, queue list and hash, snapshot) and
-    arguments (the stream fields' values, fold, last-webhook project, the message's
-    four pieces, body)."""
-    get = entry.get
+def event_meta(keys_of: Keys, entry: Entry) -> list[Any]:
+    """One event's meta for the script (`META_HEAD`, then the stream fields' values;
+    a missing value, None, is stored as '')."""
     queued = entry["outcome"] == PROCESS
-    fold = queued and bool(get("fold"))
+    fold = queued and bool(entry.get("fold"))
     if queued:
-        parts = message_parts(entry["queue"], entry["actor_name"], get("payload", {}))
+        parts = message_parts(entry["queue"], entry["actor_name"], entry.get("payload", {}))
         list_key, msgs_key = queue_keys(entry["queue"])
     else:
         parts, list_key, msgs_key = _NOT_QUEUED, "-", "-"
-    issue = str(get("issue"))
-    fold_key, snap_key = (keys_of.fold(issue), keys_of.snapshot(issue)) if fold else ("-", "-")
-    keys += [keys_of.delivery(entry["sha256"]), fold_key, list_key, msgs_key, snap_key]
+    if fold:
+        issue = str(entry["issue"])
+        fold_key, snap_key = keys_of.fold(issue), keys_of.snapshot(issue)
+    else:
+        fold_key = snap_key = "-"
     last_webhook = entry["source"] == "plane" and entry["outcome"] != "unknown_project"
-    args += [str(get(name) or "") for name in STREAM_FIELDS]
-    args += [
+    try:
+        values = _stream_values(entry)
+    except KeyError:  # an entry without every field (a spool record of an older version)
+        values = tuple(entry.get(name) for name in STREAM_FIELDS)
+    return [
+        keys_of.delivery(entry["sha256"]),
+        fold_key,
+        list_key,
+        msgs_key,
+        snap_key,
         "1" if fold else "0",
         str(entry["project"]) if last_webhook else "",
         *parts,
-        str(get("body") or ""),
+        *values,
     ]
 
 
+_stream_values = operator.itemgetter(*STREAM_FIELDS)
 _NOT_QUEUED = ("", "", "", "")
+
+
+def encode_metas(metas: list[list[Any]]) -> bytes:
+    """The batch's metas as one JSON argument. Text that is not valid UTF-8 (a lone
+    surrogate, from a header's undecodable bytes or a JSON escape) is replaced, never
+    allowed to fail the batch it shares with other requests."""
+    try:
+        return orjson.dumps(metas)
+    except TypeError:
+        return orjson.dumps([[_clean(value) for value in meta] for meta in metas])
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def body_text(entry: Entry) -> bytes:
+    """The event's body for the script: UTF-8, undecodable text replaced."""
+    return str(entry.get("body") or "").encode("utf-8", "replace")
 
 
 def answer_of(entry: Entry, reply: str) -> Answer:

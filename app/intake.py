@@ -122,6 +122,12 @@ def base_entry(source: str, event: str, body: bytes, delivery: str) -> Entry:
         "body": body.decode("utf-8", errors="replace"),
         "delivery": delivery[:200],
         "queue": EVENTS_QUEUE,
+        # every stream field present (`ingest_script.STREAM_FIELDS`), '' when it has none
+        "field": "",
+        "issue": "",
+        "actor": "",
+        "spooled": "",
+        "updated": "",
     }
 
 
@@ -175,6 +181,7 @@ class PlaneIntake:
             "outcome": outcome,
             "fold": outcome == PROCESS and event == "issue",  # comments are never folded
             "updated": epoch_text(hook.data.get("updated_at")),
+            "spooled": "",
             "payload": {
                 "project_id": project_id,
                 "issue_id": issue,

@@ -124,3 +124,24 @@ async def test_one_batch_sees_its_own_earlier_events(
         "demo": "2026-11-25T00:00:07+00:00",
         "other": "2026-11-25T00:00:06+00:00",
     }
+
+
+async def test_text_that_is_not_utf8_is_replaced_not_failing_its_batch(
+    redis_server: Any, real_redis: Any, tmp_path: Path
+) -> None:
+    """A header's undecodable bytes (aiohttp keeps them as surrogates) or a lone
+    surrogate escape in a signed body must not fail the batch it shares with others."""
+    odd = plane(1, ISSUE_A)
+    odd["delivery"] = "d\udcff1"
+    odd["field"] = "st\ud800ate"
+    batch = [odd, plane(2, ISSUE_B)]
+    client = connect_async(redis_server.url)
+    ingest = Ingest(client, KEYS, Spool(tmp_path))
+    answers = await ingest.record(batch)
+    await ingest.close()
+    await client.aclose()
+
+    assert [a.status for a in answers] == [202, 202]
+    first, second = (fields for _, fields in real_redis.xrange(KEYS.events))
+    assert first["delivery"] == "d?1" and first["field"] == "st?ate"
+    assert second["delivery"] == "d2"
