@@ -17,7 +17,14 @@ from typing import Any, NamedTuple
 import orjson
 
 from app.keys import Keys
-from app.queue import message_parts, queue_keys
+from app.queue import (
+    MESSAGE_AFTER_ARGS,
+    MESSAGE_BEFORE_ID,
+    MESSAGE_BEFORE_TIMESTAMP,
+    message_args,
+    message_head,
+    queue_keys,
+)
 from app.spool import Entry
 
 PROCESS = "process"
@@ -30,39 +37,42 @@ STREAM_FIELDS = (  # `pf:events` fields, in this order; the body goes last: the 
     "issue",
     "actor",
     "delivery",
-    "sha256",
+    "digest",  # the verified signature: the dedup marker's name (`app.plane.webhooks`)
     "received_at",
     "outcome",
     "spooled",
     "updated",  # data.updated_at as epoch seconds ('' when absent): the snapshot's age
 )
 # Each event goes to the script as two arguments: its "meta", a JSON array of short
-# strings (the keys it touches, its flags, its message in pieces, its stream values),
-# and its body. All the batch's metas travel in one JSON array (one argument, decoded
-# by the script's cjson): per argument, the receiver's packing costs more than Redis's
-# decoding, and the receiver is the busier process. The per-event keys are named in the
-# meta, not in KEYS: planeflow runs on one Redis (not a cluster), as Dramatiq's own
-# scripts do.
+# strings (the keys it touches, its message's pieces, its stream values), and its body.
+# All the batch's metas travel in one JSON array (one argument, decoded by the script's
+# cjson): per argument, the receiver's packing costs more than Redis's decoding, and the
+# receiver is the busier process. The per-event keys are named in the meta, not in
+# KEYS: planeflow runs on one Redis (not a cluster), as Dramatiq's own scripts do.
 META_HEAD = (
-    "marker",  # pf:delivery:<sha256>
+    "marker",  # pf:delivery:<digest>
     "fold_key",  # pf:fold:<issue>, '-' when the event does not fold
+    "snap_key",  # pf:snapshot:<issue>, '-' when the event does not fold
     "qlist",  # the Dramatiq queue's list, '-' when not queued
     "qmsgs",  # and its message hash
-    "snap_key",  # pf:snapshot:<issue>, '-' when the event does not fold
-    "fold",  # '1' / '0'
+    "head",  # the message's head ('' when not queued) and its arguments' text
+    "args",  # (`queue.message_head`, `queue.message_args`)
     "last_project",  # the project whose last-webhook time to record, '' for none
-    "m1",  # the message in four pieces around its id ('' x 4 when not queued:
-    "m2",  # `queue.message_parts`)
-    "m3",
-    "m4",
 )
 _STORED, _DUPLICATE, _FOLDED = 1, 0, 2
 _M = {name: n + 1 for n, name in enumerate(META_HEAD)}  # Lua's 1-based positions
 _AT = {name: len(META_HEAD) + n + 1 for n, name in enumerate(STREAM_FIELDS)}
 _V0 = len(META_HEAD)  # the stream values follow the head
+_RECEIVED = _AT["received_at"] - 1  # Python's 0-based position in a meta
 _NAMES = ", ".join(f"'{name}'" for name in STREAM_FIELDS)
 _NF = len(STREAM_FIELDS)
-ARGS_BEFORE_BODIES = 6  # maxlen, ttl, fold_ttl, own user, n, the metas
+ARGS_BEFORE_BODIES = 7  # maxlen, ttl, fold_ttl, own user, n, the metas, the batch's ms
+
+
+def _lua(text: str) -> str:
+    """A Lua string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
 
 # Redis runs this on the same cores as the receiver, so it does little per event: one
 # MGET for the markers, the XADD from one reused table, a SET per marker written; the
@@ -72,6 +82,9 @@ RECORD_BATCH = f"""
 local maxlen, ttl, fold_ttl, own_cfg = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local n = tonumber(ARGV[5])
 local metas = cjson.decode(ARGV[6])
+local stamp = ARGV[7]  -- the messages' timestamp (ms): one per batch
+local after_args, before_id = {_lua(MESSAGE_AFTER_ARGS)}, {_lua(MESSAGE_BEFORE_ID)}
+local before_stamp = {_lua(MESSAGE_BEFORE_TIMESTAMP)}
 local null = cjson.null
 local names = {{{_NAMES}}}
 local fields = {{}}
@@ -90,12 +103,11 @@ for i = 1, n do
       if v == null or v == false or v == nil then m[j] = '' else m[j] = tostring(v) end
     end
   end
-  local marker, fold_key, qlist, qmsgs = m[{_M["marker"]}], m[{_M["fold_key"]}],
-    m[{_M["qlist"]}], m[{_M["qmsgs"]}]
-  local snap_key = m[{_M["snap_key"]}]
-  local fold, project = m[{_M["fold"]}], m[{_M["last_project"]}]
+  local marker, fold_key, snap_key = m[{_M["marker"]}], m[{_M["fold_key"]}], m[{_M["snap_key"]}]
+  local head, project = m[{_M["head"]}], m[{_M["last_project"]}]
+  local fold = fold_key ~= '-'
   local existing, queued_id, snap
-  if fold == '1' then
+  if fold then
     local got = redis.call('MGET', marker, fold_key, snap_key)
     existing, queued_id, snap = got[1], got[2], got[3]
   else
@@ -122,7 +134,7 @@ for i = 1, n do
     local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(fields))
     redis.call('SET', marker, id, 'EX', ttl)
     local updated = tonumber(m[{_AT["updated"]}])
-    if fold == '1' and not own and updated then
+    if fold and not own and updated then
       local at = snap and tonumber(string.match(snap, '^([^|]*)'))
       if not at or updated >= at then
         redis.call('SET', snap_key, m[{_AT["updated"]}] .. '|' .. id, 'EX', ttl)
@@ -131,20 +143,20 @@ for i = 1, n do
     if into then
       out[i] = '2|' .. id .. '|' .. into
     else
-      local head = m[{_M["m1"]}]
       if head ~= '' then
+        local qlist = m[{_M["qlist"]}]
         local q = queued[qlist]
         if not q then
-          q = {{qmsgs, {{}}, {{}}}}
+          q = {{m[{_M["qmsgs"]}], {{}}, {{}}}}
           queued[qlist] = q
           order[#order + 1] = qlist
         end
         local ids, msgs = q[2], q[3]
         ids[#ids + 1] = id
         msgs[#msgs + 1] = id
-        msgs[#msgs + 1] = head .. id .. m[{_M["m2"]}] .. id .. m[{_M["m3"]}] .. id
-                            .. m[{_M["m4"]}]
-        if fold == '1' then
+        msgs[#msgs + 1] = head .. id .. m[{_M["args"]}] .. after_args .. id .. before_id .. id
+                            .. before_stamp .. stamp .. '}}'
+        if fold then
           redis.call('SET', fold_key, id .. '|' .. (own and '1' or '0'), 'EX', fold_ttl)
         end
       end
@@ -175,17 +187,18 @@ class Answer(NamedTuple):  # one per request: a tuple costs a third of a frozen 
     body: dict[str, Any]
 
 
-def event_meta(keys_of: Keys, entry: Entry) -> list[Any]:
+def event_meta(keys_of: Keys, entry: Entry, received_at: str) -> list[Any]:
     """One event's meta for the script (`META_HEAD`, then the stream fields' values;
-    a missing value, None, is stored as '')."""
+    a missing value, None, is stored as ''). `received_at`: the batch's time, for an
+    entry that has none yet (the receiver stamps a batch, not each request)."""
     queued = entry["outcome"] == PROCESS
-    fold = queued and bool(entry.get("fold"))
     if queued:
-        parts = message_parts(entry["queue"], entry["actor_name"], entry.get("payload", {}))
+        head = message_head(entry["queue"], entry["actor_name"])
+        args = message_args(entry.get("payload") or {})
         list_key, msgs_key = queue_keys(entry["queue"])
     else:
-        parts, list_key, msgs_key = _NOT_QUEUED, "-", "-"
-    if fold:
+        head, args, list_key, msgs_key = "", "", "-", "-"
+    if queued and entry.get("fold"):
         issue = str(entry["issue"])
         fold_key, snap_key = keys_of.fold(issue), keys_of.snapshot(issue)
     else:
@@ -194,22 +207,31 @@ def event_meta(keys_of: Keys, entry: Entry) -> list[Any]:
     try:
         values = _stream_values(entry)
     except KeyError:  # an entry without every field (a spool record of an older version)
-        values = tuple(entry.get(name) for name in STREAM_FIELDS)
-    return [
-        keys_of.delivery(entry["sha256"]),
+        values = tuple(_older(entry, name) for name in STREAM_FIELDS)
+    meta = [
+        keys_of.delivery(values[_DIGEST]),
         fold_key,
+        snap_key,
         list_key,
         msgs_key,
-        snap_key,
-        "1" if fold else "0",
+        head,
+        args,
         str(entry["project"]) if last_webhook else "",
-        *parts,
         *values,
     ]
+    if not meta[_RECEIVED]:
+        meta[_RECEIVED] = received_at
+    return meta
 
 
 _stream_values = operator.itemgetter(*STREAM_FIELDS)
-_NOT_QUEUED = ("", "", "", "")
+_DIGEST = STREAM_FIELDS.index("digest")
+
+
+def _older(entry: Entry, name: str) -> Any:
+    if name == "digest":  # named `sha256` (of the body) before the signature was used
+        return entry.get("digest") or entry["sha256"]
+    return entry.get(name)
 
 
 def encode_metas(metas: list[list[Any]]) -> bytes:
@@ -228,9 +250,19 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def body_text(entry: Entry) -> bytes:
-    """The event's body for the script: UTF-8, undecodable text replaced."""
-    return str(entry.get("body") or "").encode("utf-8", "replace")
+def body_bytes(entry: Entry) -> bytes:
+    """The event's body for the script: UTF-8, undecodable bytes or text replaced. The
+    receiver keeps a body as it came (bytes); the spool keeps text."""
+    body = entry.get("body") or b""
+    if isinstance(body, bytes):
+        return body if body.isascii() else body.decode("utf-8", "replace").encode("utf-8")
+    return str(body).encode("utf-8", "replace")
+
+
+def body_text(entry: Entry) -> str:
+    """The event's body as text (for the spool, whose records are JSON)."""
+    body = entry.get("body") or ""
+    return body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
 
 
 def answer_of(entry: Entry, reply: str) -> Answer:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +22,7 @@ from app.domain.commands import mentions_command
 from app.domain.ids import why_not_uuid
 from app.ingest_script import PROCESS
 from app.plane.hook import Hook, ShapeError, read_hook
-from app.plane.webhooks import body_sha256, matching
+from app.plane.webhooks import Verifier
 from app.projects import Registry
 from app.queue import EVENTS_QUEUE, PROCESS_EVENT, PROCESS_FORGE_EVENT
 from app.spool import Entry
@@ -47,11 +46,9 @@ async def read_body(request: web.Request, limit: int, idle_s: float) -> bytes:
     content = request.content
     parts: list[bytes] = []
     size = 0
-    while True:
+    while not content.at_eof():
         chunk = content.read_nowait()  # what is buffered already: no wait, no timer
         if not chunk:
-            if content.at_eof():
-                break
             try:
                 async with asyncio.timeout(idle_s):
                     chunk = await content.readany()
@@ -67,7 +64,9 @@ async def read_body(request: web.Request, limit: int, idle_s: float) -> bytes:
         if size > limit:
             raise Refused(413, f"body over {limit} bytes", "too_large", close=True)
         parts.append(chunk)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+    if len(parts) == 1:
+        return parts[0]
+    return b"".join(parts)
 
 
 def parse_json(body: bytes) -> Any:
@@ -88,18 +87,6 @@ def parse_json(body: bytes) -> Any:
         raise Refused(400, f"body is not JSON: {exc}", "bad_json") from None
 
 
-_second: list[Any] = [0, ""]  # the last whole second seen and its ISO text
-
-
-def now_iso() -> str:
-    """The time now in ISO 8601 (UTC, microseconds), the second's text made once."""
-    now = time.time()
-    second = int(now)
-    if second != _second[0]:
-        _second[:] = [second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")]
-    return f"{_second[1]}.{int((now - second) * 1e6):06d}+00:00"
-
-
 def epoch_text(value: Any) -> str:
     """An ISO time (Plane's `updated_at`) as epoch seconds text; '' when it is not one."""
     if not isinstance(value, str):
@@ -113,13 +100,13 @@ def epoch_text(value: Any) -> str:
     return f"{when.timestamp():.6f}"
 
 
-def base_entry(source: str, event: str, body: bytes, delivery: str) -> Entry:
+def base_entry(source: str, event: str, body: bytes, digest: str, delivery: str) -> Entry:
     return {
         "source": source,
         "event": event,
-        "sha256": body_sha256(body),
-        "received_at": now_iso(),
-        "body": body.decode("utf-8", errors="replace"),
+        "digest": digest,
+        "received_at": "",  # stamped with its batch's time (`Ingest.record`)
+        "body": body,
         "delivery": delivery[:200],
         "queue": EVENTS_QUEUE,
         # every stream field present (`ingest_script.STREAM_FIELDS`), '' when it has none
@@ -143,6 +130,7 @@ class PlaneIntake:
             if p.webhook_secret
         ]
         self.secrets = list(dict.fromkeys(s for s in [default_secret, *own] if s))
+        self._verifier = Verifier(self.secrets)
         # Plane project id -> (project name, the secret its deliveries must be signed with)
         self._projects = {
             p.plane_project_id: (
@@ -153,23 +141,23 @@ class PlaneIntake:
         }
 
     def entry(self, body: bytes, headers: Any) -> Entry:
-        matched = matching(self.secrets, body, headers.get("X-Plane-Signature"))
-        if not matched:
+        verified = self._verifier.check(body, headers.get("X-Plane-Signature"))
+        if verified is None:
             raise Refused(401, "invalid signature", "bad_signature")
         hook = self._parse(body)
         event, action, field, actor = hook.event, hook.action, hook.field, hook.actor_id
         project_id = hook.project_id
         project = self._projects.get(project_id) if project_id else None
-        if project is not None and project[1] not in matched:
+        if project is not None and project[1] not in verified.secrets:
             raise Refused(401, "signature does not match the project's secret", "bad_signature")
         outcome = self._outcome(hook, project is not None)
         issue = hook.issue_id
         return {  # one literal: this runs for every delivery
             "source": "plane",
             "event": event,
-            "sha256": body_sha256(body),
-            "received_at": now_iso(),
-            "body": body.decode("utf-8", errors="replace"),
+            "digest": verified.digest,
+            "received_at": "",  # stamped with its batch's time (`Ingest.record`)
+            "body": body,  # as it came: the script takes bytes (`ingest_script.body_bytes`)
             "delivery": headers.get("X-Plane-Delivery", "")[:200],
             "queue": EVENTS_QUEUE,
             "action": action,
@@ -232,9 +220,11 @@ class GiteaIntake:
     def __init__(self, registry: Registry, secret: str) -> None:
         self.registry = registry
         self.secret = secret
+        self._verifier = Verifier([secret])
 
     def entry(self, body: bytes, headers: Any) -> Entry:
-        if not matching([self.secret], body, headers.get("X-Gitea-Signature")):
+        verified = self._verifier.check(body, headers.get("X-Gitea-Signature"))
+        if verified is None:
             raise Refused(401, "invalid signature", "bad_signature")
         raw = parse_json(body)
         repo = raw.get("repository") if isinstance(raw, dict) else None
@@ -249,7 +239,9 @@ class GiteaIntake:
             outcome = PROCESS
         else:
             outcome = f"ignored: {event}"
-        entry = base_entry("gitea", event, body, headers.get("X-Gitea-Delivery", ""))
+        entry = base_entry(
+            "gitea", event, body, verified.digest, headers.get("X-Gitea-Delivery", "")
+        )
         entry.update(
             action=str(raw.get("action", ""))[:100],
             project=project.name if project else name,

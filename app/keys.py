@@ -19,9 +19,10 @@ class Keys:
         """Stream of every verified webhook with its outcome (XADD, MAXLEN ~)."""
         return f"{self.prefix}events"
 
-    def delivery(self, body_sha256: str) -> str:
-        """Dedup marker of one webhook body: its `pf:events` id (set with a TTL)."""
-        return f"{self.prefix}delivery:{body_sha256}"
+    def delivery(self, digest: str) -> str:
+        """Dedup marker of one webhook body, named by its verified signature (hex): its
+        `pf:events` id (set with a TTL)."""
+        return f"{self.prefix}delivery:{digest}"
 
     def snapshot(self, plane_issue_id: str) -> str:
         """String `<updated_at epoch>|<event id>`: the work item's newest snapshot from a

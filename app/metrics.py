@@ -128,9 +128,9 @@ class WebMetrics:
             "planeflow_spool_pending", "Events waiting in the local spool", registry=self.registry
         )
 
-    def count(self, source: str, outcome: str) -> None:
+    def count(self, source: str, outcome: str, n: int = 1) -> None:
         key = (source, outcome.split(":", 1)[0])
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = self.webhooks.labels(*key)
-        child.inc()
+        child.inc(n)

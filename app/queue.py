@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from typing import Any
 
 import dramatiq
@@ -86,35 +85,38 @@ def queue_keys(queue: str, namespace: str = DRAMATIQ_NAMESPACE) -> tuple[str, st
     return f"{namespace}:{queue}", f"{namespace}:{queue}.msgs"
 
 
-def message_parts(queue: str, actor: str, payload: dict[str, Any]) -> tuple[str, str, str, str]:
-    """A Dramatiq message to `actor`, in the four pieces around its id.
-
-    The message is `a + id + b + id + c + id + d`: the ingest script joins them with the
-    event's `pf:events` id, which is then also the message id (unique, like Dramatiq's
-    own) and the `event_id` argument. Joining costs the script less than a replace, and
-    the id does not exist before the script runs. The text is what dramatiq 2.2's
-    JSONEncoder makes of `Message.asdict()` (orjson keeps non-ASCII text as UTF-8
-    where Dramatiq writes `\\u` escapes: the same JSON); a real Worker consumes it in
-    tests/integration/test_ingest_dramatiq.py.
-    """
-    if "event_id" in payload:
-        payload = {k: v for k, v in payload.items() if k != "event_id"}
-    rest = orjson.dumps(payload).decode()[1:-1]
-    return (
-        _message_head(queue, actor),
-        f'"{"," if rest else ""}{rest}{_AFTER_ARGS}',
-        _BEFORE_MESSAGE_ID,
-        f'","message_timestamp":{int(time.time() * 1000)}}}',
-    )
+# A Dramatiq message in pieces, joined by the ingest script once the message id exists:
+#   head + id + args + AFTER_ARGS + id + BEFORE_ID + id + BEFORE_TIMESTAMP + ms + "}"
+# where the id is the event's `pf:events` id (unique, like Dramatiq's own; also the
+# `event_id` argument) and ms the batch's time. The text is what dramatiq 2.2's
+# JSONEncoder makes of `Message.asdict()` (orjson keeps non-ASCII text as UTF-8 where
+# Dramatiq writes `\\u` escapes: the same JSON); a real Worker consumes it in
+# tests/integration/test_ingest_dramatiq.py.
+MESSAGE_AFTER_ARGS = '}],"kwargs":{},"options":{"redis_message_id":"'
+MESSAGE_BEFORE_ID = '"},"message_id":"'
+MESSAGE_BEFORE_TIMESTAMP = '","message_timestamp":'
 
 
 @functools.lru_cache(maxsize=64)
-def _message_head(queue: str, actor: str) -> str:
+def message_head(queue: str, actor: str) -> str:
+    """The message's text before its id: queue, actor and the opening of `event_id`."""
     return (
         f'{{"queue_name":{json.dumps(queue)},"actor_name":{json.dumps(actor)},'
         '"args":[{"event_id":"'
     )
 
 
-_AFTER_ARGS = '}],"kwargs":{},"options":{"redis_message_id":"'
-_BEFORE_MESSAGE_ID = '"},"message_id":"'
+def message_args(payload: dict[str, Any]) -> str:
+    """The text after the `event_id` argument's value: the payload's other fields."""
+    if "event_id" in payload:
+        payload = {k: v for k, v in payload.items() if k != "event_id"}
+    rest = orjson.dumps(payload).decode()[1:-1]
+    return f'",{rest}' if rest else '"'
+
+
+def join_message(head: str, args: str, message_id: str, timestamp_ms: int) -> str:
+    """The whole message, as the ingest script joins it."""
+    return (
+        f"{head}{message_id}{args}{MESSAGE_AFTER_ARGS}{message_id}{MESSAGE_BEFORE_ID}"
+        f"{message_id}{MESSAGE_BEFORE_TIMESTAMP}{timestamp_ms}}}"
+    )

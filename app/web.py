@@ -48,6 +48,7 @@ class Receiver:
 
 
 RECEIVER = web.AppKey("receiver", Receiver)
+JSON = {"Content-Type": "application/json"}  # as headers: a third cheaper than content_type=
 DASHBOARD_NOTE = web.AppKey("dashboard_note", str)  # whether and how it is served
 
 
@@ -91,9 +92,7 @@ async def _webhook(
         answer = await receiver.ingest.accept(entry)
     except Exception:  # neither Redis nor the spool could take it (logged by Ingest)
         return error(503, "the event could not be stored; it was not accepted")
-    return web.Response(
-        body=orjson.dumps(answer.body), status=answer.status, content_type="application/json"
-    )
+    return web.Response(body=orjson.dumps(answer.body), status=answer.status, headers=JSON)
 
 
 async def plane_webhook(request: web.Request) -> web.Response:

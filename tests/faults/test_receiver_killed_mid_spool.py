@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import signal
@@ -92,7 +91,7 @@ async def test_kill_while_spooling_then_restart_loses_no_acknowledged_event(
                 headers={"X-Plane-Signature": signature(SECRET, body)},
             ) as resp:
                 if resp.status == 202 and (await resp.json())["spooled"]:
-                    acknowledged.add(hashlib.sha256(body).hexdigest())
+                    acknowledged.add(signature(SECRET, body))
         except aiohttp.ClientError:
             pass  # the receiver died before answering: not acknowledged
 
@@ -110,7 +109,7 @@ async def test_kill_while_spooling_then_restart_loses_no_acknowledged_event(
     # also ends in a torn record, as a kill in the middle of a write leaves it.
     (dead_file,) = (tmp_path / "spool").glob("spool-*.pfs")
     with dead_file.open("ab") as fh:
-        fh.write(frame({"sha256": "never acknowledged"})[:17])
+        fh.write(frame({"digest": "never acknowledged"})[:17])
 
     server = RedisServer(free_port(), tmp_path / "redis")
     server.start()
@@ -128,12 +127,12 @@ async def test_kill_while_spooling_then_restart_loses_no_acknowledged_event(
                 ) as resp,
             ):
                 assert resp.status == 202
-            acknowledged.add(hashlib.sha256(fresh).hexdigest())
+            acknowledged.add(signature(SECRET, fresh))
             client = redis.Redis.from_url(server.url, decode_responses=True)
             deadline = time.monotonic() + 30
             stored: set[str] = set()
             while time.monotonic() < deadline and not acknowledged <= stored:
-                stored = {f["sha256"] for _, f in client.xrange("pf:events")}
+                stored = {f["digest"] for _, f in client.xrange("pf:events")}
                 await asyncio.sleep(0.1)
             assert acknowledged - stored == set(), "acknowledged events lost"
             assert "never acknowledged" not in stored

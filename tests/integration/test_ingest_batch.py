@@ -17,7 +17,15 @@ import pytest
 from app.ingest import Ingest, connect_async
 from app.ingest_script import PROCESS, STREAM_FIELDS
 from app.keys import Keys
-from app.queue import EVENTS_QUEUE, PROCESS_EVENT, PROCESS_FORGE_EVENT, queue_keys
+from app.queue import (
+    EVENTS_QUEUE,
+    PROCESS_EVENT,
+    PROCESS_FORGE_EVENT,
+    join_message,
+    message_args,
+    message_head,
+    queue_keys,
+)
 from app.spool import Spool
 
 pytestmark = pytest.mark.redis_server
@@ -46,7 +54,7 @@ def plane(
         "issue": issue,
         "actor": actor,
         "delivery": f"d{n}",
-        "sha256": f"{n:064x}",
+        "digest": f"{n:064x}",
         "received_at": f"2026-11-25T00:00:0{n}+00:00",
         "outcome": outcome,
         "updated": updated,
@@ -65,7 +73,7 @@ def gitea(n: int) -> dict[str, Any]:
         "action": "opened",
         "project": "demo",
         "delivery": f"g{n}",
-        "sha256": f"{n:064x}",
+        "digest": f"{n:064x}",
         "received_at": f"2026-11-25T00:00:0{n}+00:00",
         "outcome": PROCESS,
         "body": json.dumps({"g": n}),
@@ -109,9 +117,14 @@ async def test_one_batch_sees_its_own_earlier_events(
     queue, messages = queue_keys(EVENTS_QUEUE)
     queued = [ids[0], ids[3], ids[4], ids[6]]
     assert real_redis.lrange(queue, 0, -1) == queued  # in arrival order
-    for event_id in queued:
-        message = json.loads(real_redis.hget(messages, event_id))
+    for event_id, entry in zip(queued, [batch[0], batch[3], batch[4], batch[6]], strict=True):
+        text = real_redis.hget(messages, event_id)
+        message = json.loads(text)
         assert message["message_id"] == event_id == message["args"][0]["event_id"]
+        # byte for byte what `queue.join_message` writes (Dramatiq's own encoding)
+        head = message_head(EVENTS_QUEUE, entry["actor_name"])
+        args = message_args(entry["payload"])
+        assert text == join_message(head, args, event_id, message["message_timestamp"])
     assert json.loads(real_redis.hget(messages, ids[4]))["actor_name"] == PROCESS_FORGE_EVENT
 
     assert real_redis.get(KEYS.fold(ISSUE_A)) == f"{ids[0]}|0"
@@ -145,3 +158,41 @@ async def test_text_that_is_not_utf8_is_replaced_not_failing_its_batch(
     first, second = (fields for _, fields in real_redis.xrange(KEYS.events))
     assert first["delivery"] == "d?1" and first["field"] == "st?ate"
     assert second["delivery"] == "d2"
+
+
+async def test_a_spool_record_of_an_older_version_is_stored_under_its_sha256(
+    redis_server: Any, real_redis: Any, tmp_path: Path
+) -> None:
+    """Spooled before the signature became the fingerprint: `sha256`, no `digest`, no
+    `spooled` or `updated` field, the body as text."""
+    old = plane(1, ISSUE_A)
+    old["sha256"] = old.pop("digest")
+    del old["updated"]  # (the test entries carry no `spooled`)
+    old["body"] = '{"é": 1}'
+    client = connect_async(redis_server.url)
+    ingest = Ingest(client, KEYS, Spool(tmp_path))
+    first, again = await ingest.record([old]), await ingest.record([dict(old)])
+    await ingest.close()
+    await client.aclose()
+    assert first[0].status == 202 and again[0].status == 200
+    assert real_redis.get(KEYS.delivery(f"{1:064x}")) == first[0].body["event_id"]
+    ((_, fields),) = real_redis.xrange(KEYS.events)
+    assert fields["digest"] == f"{1:064x}" and fields["body"] == '{"é": 1}'
+    assert fields["spooled"] == "" and fields["updated"] == ""
+
+
+async def test_entries_without_a_time_get_their_batch_time(
+    redis_server: Any, real_redis: Any, tmp_path: Path
+) -> None:
+    fresh = [plane(1, ISSUE_A), plane(2, ISSUE_B)]
+    for entry in fresh:
+        entry["received_at"] = ""
+        entry["body"] = entry["body"].encode()  # the receiver keeps the bytes
+    client = connect_async(redis_server.url)
+    ingest = Ingest(client, KEYS, Spool(tmp_path))
+    await ingest.record(fresh)
+    await ingest.close()
+    await client.aclose()
+    times = [f["received_at"] for _, f in real_redis.xrange(KEYS.events)]
+    assert times[0] == times[1] and times[0].endswith("+00:00")
+    assert real_redis.hget(KEYS.webhooks_last, "demo") == times[0]

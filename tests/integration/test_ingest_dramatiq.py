@@ -30,7 +30,7 @@ def entry(n: int) -> dict[str, Any]:
         "issue": f"00000000-0000-0000-0000-{n:012d}",
         "actor": "human",
         "delivery": f"d{n}",
-        "sha256": f"{n:064x}",
+        "digest": f"{n:064x}",
         "received_at": "2026-11-25T00:00:00+00:00",
         "outcome": PROCESS,
         "body": '{"text": "@@planeflow-event-id@@ in user text"}',

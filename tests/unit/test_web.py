@@ -62,7 +62,7 @@ async def test_recorded_state_change_is_stored_and_queued(client: Client, store:
     assert event["issue"] == "1ab9770d-8f54-4954-a3c2-8b90a164eded"
     assert json.loads(event["body"])["event"] == "issue"  # raw body kept for replay
     assert queued(store) == 1
-    assert store.r.get(store.keys.delivery(event["sha256"])) == answer["event_id"]
+    assert store.r.get(store.keys.delivery(event["digest"])) == answer["event_id"]
 
 
 async def test_web_app_state_change_is_processed_too(client: Client, store: Store) -> None:
