@@ -34,12 +34,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import hiredis
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from app.ingest_line import Deadline, IngestLine
 from app.ingest_script import (
     RECORD_BATCH,
     Answer,
@@ -87,36 +87,6 @@ def connect_async(url: str, *, timeout_s: float = 0.5) -> aioredis.Redis:
     )
 
 
-class Deadline:
-    """`asyncio.timeout` for one await in the receiver's hot path, at a third of its cost:
-    past `seconds` the task is cancelled and `TimeoutError` raised; a cancel from outside
-    stays a cancel."""
-
-    __slots__ = ("_expired", "_handle", "_seconds", "_task")
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._expired = False
-
-    async def __aenter__(self) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
-        self._handle = asyncio.get_running_loop().call_later(self._seconds, self._expire)
-
-    def _expire(self) -> None:
-        self._expired = True
-        self._task.cancel()
-
-    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> bool:
-        self._handle.cancel()
-        # The cancel is delivered at the await this block was suspended in, so it ends
-        # here; it was ours alone when no other cancel is still counted.
-        if self._expired and self._task.uncancel() == 0 and kind is asyncio.CancelledError:
-            raise TimeoutError(f"no answer within {self._seconds:g}s")
-        return False
-
-
 class Ingest:
     def __init__(
         self,
@@ -149,8 +119,7 @@ class Ingest:
         # Held while deciding "Redis or spool" and while claiming a spool file, so a
         # batch never reaches Redis ahead of older events still waiting in the spool.
         self._order = asyncio.Lock()
-        self._line = asyncio.Lock()  # one command at a time on `_conn`
-        self._conn: Any = None
+        self._line = IngestLine(client.connection_pool)
 
     # -- the request path --------------------------------------------------------------
     async def accept(self, entry: Entry) -> Answer:
@@ -235,50 +204,11 @@ class Ingest:
         head: list[Any] = [self._sha, len(keys)]
         async with Deadline(self.timeout_s):
             try:
-                results = await self._call(("EVALSHA", *head, *keys, *args))
+                results = await self._line.call(("EVALSHA", *head, *keys, *args))
             except redis.exceptions.NoScriptError:  # first call on this server: EVAL caches it
-                results = await self._call(("EVAL", RECORD_BATCH, len(keys), *keys, *args))
+                results = await self._line.call(("EVAL", RECORD_BATCH, len(keys), *keys, *args))
         replies = str(results).split(";")
         return [answer_of(entry, reply) for entry, reply in zip(entries, replies, strict=True)]
-
-    async def _call(self, command: tuple[Any, ...]) -> Any:
-        """One command on the ingest's own connection, packed by hiredis in one go
-        (redis-py's packing and pool cost more than the rest of the request path). One
-        command at a time; a dropped connection is retried once, and a connection left
-        mid-reply (timeout, cancel) is closed, to be opened again by the next command.
-        The caller's deadline (`record`: `timeout_s`) bounds connect, write and read."""
-        packed = hiredis.pack_command(command)
-        async with self._line:
-            if self._conn is None:
-                self._conn = self._connection()
-            conn = self._conn
-            # One turn of the loop first: the requests of the batch just answered then
-            # write their responses before this write wakes Redis, which on a small
-            # machine can take the core from this process before they are sent. The
-            # wait_for task of redis-py's socket timeout did this by accident; measured
-            # without either: 11 % fewer webhooks per second, four times the preemptions.
-            await asyncio.sleep(0)
-            for attempt in (1, 2):
-                try:
-                    await conn.send_packed_command(packed, check_health=False)
-                    return await conn.read_response()
-                except redis.ResponseError:
-                    raise  # an error reply: the connection is in step
-                except redis.ConnectionError:
-                    await conn.disconnect()
-                    if attempt == 2:
-                        raise
-                except BaseException:
-                    await conn.disconnect()
-                    raise
-        raise AssertionError("unreachable")
-
-    def _connection(self) -> Any:
-        """The client's connection settings without a socket timeout: redis-py wraps
-        every write under one in `asyncio.wait_for`, a task per command (measured alone:
-        a third of the client's CPU per round trip); `record`'s deadline bounds it."""
-        pool = self.r.connection_pool
-        return pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
 
     # -- the spool -----------------------------------------------------------------------
     async def drain(self) -> int:
@@ -328,5 +258,4 @@ class Ingest:
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
-        if self._conn is not None:
-            await self._conn.disconnect()
+        await self._line.close()

@@ -64,8 +64,22 @@ _M = {name: n + 1 for n, name in enumerate(META_HEAD)}  # Lua's 1-based position
 _AT = {name: len(META_HEAD) + n + 1 for n, name in enumerate(STREAM_FIELDS)}
 _V0 = len(META_HEAD)  # the stream values follow the head
 _RECEIVED = _AT["received_at"] - 1  # Python's 0-based position in a meta
-_NAMES = ", ".join(f"'{name}'" for name in STREAM_FIELDS)
 _NF = len(STREAM_FIELDS)
+
+
+def _xadd_fields() -> str:
+    """The XADD's field/value arguments written out (Lua on Redis is slow: no loop, no
+    table per event); the outcome says `folded: <id>` when the event folded."""
+    pairs = []
+    for name in STREAM_FIELDS:
+        value = f"m[{_AT[name]}]"
+        if name == "outcome":
+            value = f"into and ('folded: ' .. into) or {value}"
+        pairs.append(f"'{name}', {value}")
+    pairs.append(f"'body', ARGV[{ARGS_BEFORE_BODIES} + i]")
+    return ",\n      ".join(pairs)
+
+
 ARGS_BEFORE_BODIES = 7  # maxlen, ttl, fold_ttl, own user, n, the metas, the batch's ms
 
 
@@ -85,24 +99,13 @@ local metas = cjson.decode(ARGV[6])
 local stamp = ARGV[7]  -- the messages' timestamp (ms): one per batch
 local after_args, before_id = {_lua(MESSAGE_AFTER_ARGS)}, {_lua(MESSAGE_BEFORE_ID)}
 local before_stamp = {_lua(MESSAGE_BEFORE_TIMESTAMP)}
-local null = cjson.null
-local names = {{{_NAMES}}}
-local fields = {{}}
-for j = 1, {_NF} do fields[2 * j - 1] = names[j] end
-fields[{2 * _NF + 1}] = 'body'
 local me = redis.call('GET', KEYS[3])  -- our default Plane user; KEYS[4]: all of ours
 local ours = {{}}  -- actor -> whether it is one of our Plane users
 local queued, order = {{}}, {{}}  -- queue list key -> {{msgs key, ids, id/message pairs}}
 local last = {{}}  -- project -> last-webhook time
 local out = {{}}
 for i = 1, n do
-  local m = metas[i]
-  for j = {_V0 + 1}, {_V0 + _NF} do  -- a missing value (null) is stored as ''
-    local v = m[j]
-    if type(v) ~= 'string' then
-      if v == null or v == false or v == nil then m[j] = '' else m[j] = tostring(v) end
-    end
-  end
+  local m = metas[i]  -- strings only (`event_meta`)
   local marker, fold_key, snap_key = m[{_M["marker"]}], m[{_M["fold_key"]}], m[{_M["snap_key"]}]
   local head, project = m[{_M["head"]}], m[{_M["last_project"]}]
   local fold = fold_key ~= '-'
@@ -128,10 +131,8 @@ for i = 1, n do
       local qid, qown = string.match(queued_id, '^(.*)|([01])$')
       if qid and not (qown == '1' and not own) then into = qid end
     end
-    for j = 1, {_NF} do fields[2 * j] = m[{_V0} + j] end
-    if into then fields[{2 * (_AT["outcome"] - _V0)}] = 'folded: ' .. into end
-    fields[{2 * _NF + 2}] = ARGV[{ARGS_BEFORE_BODIES} + i]
-    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(fields))
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*',
+      {_xadd_fields()})
     redis.call('SET', marker, id, 'EX', ttl)
     local updated = tonumber(m[{_AT["updated"]}])
     if fold and not own and updated then
@@ -207,7 +208,9 @@ def event_meta(keys_of: Keys, entry: Entry, received_at: str) -> list[Any]:
     try:
         values = _stream_values(entry)
     except KeyError:  # an entry without every field (a spool record of an older version)
-        values = tuple(_older(entry, name) for name in STREAM_FIELDS)
+        values = tuple(_text(_older(entry, name)) for name in STREAM_FIELDS)
+    if None in values:  # the script takes strings only
+        values = tuple(_text(value) for value in values)
     meta = [
         keys_of.delivery(values[_DIGEST]),
         fold_key,
@@ -226,6 +229,11 @@ def event_meta(keys_of: Keys, entry: Entry, received_at: str) -> list[Any]:
 
 _stream_values = operator.itemgetter(*STREAM_FIELDS)
 _DIGEST = STREAM_FIELDS.index("digest")
+
+
+def _text(value: Any) -> str:
+    """A stream value as text: None is stored as ''; text that is not UTF-8 replaced."""
+    return "" if value is None else str(value)
 
 
 def _older(entry: Entry, name: str) -> Any:

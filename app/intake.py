@@ -161,9 +161,9 @@ class PlaneIntake:
             "delivery": headers.get("X-Plane-Delivery", "")[:200],
             "queue": EVENTS_QUEUE,
             "action": action,
-            "field": field,
-            "project": project[0] if project else project_id,
-            "issue": issue,
+            "field": field or "",  # stream values are text: '' when there is none
+            "project": project[0] if project else project_id or "",
+            "issue": issue or "",
             "actor": actor,
             "actor_name": PROCESS_EVENT,
             "outcome": outcome,

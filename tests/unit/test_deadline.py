@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from app.ingest import Deadline
+from app.ingest_line import Deadline
 
 
 async def test_an_answer_in_time_is_returned() -> None:
