@@ -39,17 +39,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from app.ingest_event import RECEIVED, Event, EventMaker, encode_metas, entry_of
 from app.ingest_line import Deadline, IngestLine
-from app.ingest_script import (
-    RECORD_BATCH,
-    Answer,
-    answer_of,
-    body_bytes,
-    body_text,
-    encode_metas,
-    event_meta,
-    outcome_of,
-)
+from app.ingest_script import RECORD_BATCH, Answer, answer_of, outcome_of
 from app.keys import Keys
 from app.spool import Entry, Spool
 
@@ -114,7 +106,8 @@ class Ingest:
         self._count = count or (lambda source, outcome, n: None)
         self._sha = hashlib.sha1(RECORD_BATCH.encode()).hexdigest()
         self._script_keys = (keys.events, keys.webhooks_last, keys.plane_me, keys.plane_users)
-        self._waiting: list[tuple[Entry, asyncio.Future[Answer]]] = []
+        self._make = EventMaker(keys)
+        self._waiting: list[tuple[Event, asyncio.Future[Answer]]] = []
         self._flusher: asyncio.Task[None] | None = None
         # Held while deciding "Redis or spool" and while claiming a spool file, so a
         # batch never reaches Redis ahead of older events still waiting in the spool.
@@ -122,10 +115,10 @@ class Ingest:
         self._line = IngestLine(client.connection_pool)
 
     # -- the request path --------------------------------------------------------------
-    async def accept(self, entry: Entry) -> Answer:
+    async def accept(self, event: Event) -> Answer:
         """Store one verified event; 202 once durable (Redis or spool), 200 if a duplicate."""
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._waiting.append((entry, future))
+        self._waiting.append((event, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await future
@@ -136,7 +129,7 @@ class Ingest:
             del self._waiting[: self.max_batch]
             try:
                 async with self._order:
-                    answers = await self._commit([entry for entry, _ in batch])
+                    answers = await self._commit([event for event, _ in batch])
             except Exception as exc:  # the spool failed too (disk full, ...): say so
                 log.exception("ingest: %d event(s) could not be stored anywhere", len(batch))
                 for _, future in batch:
@@ -147,59 +140,58 @@ class Ingest:
                 if not future.done():
                     future.set_result(answer)
 
-    async def _commit(self, entries: list[Entry]) -> list[Answer]:
+    async def _commit(self, events: list[Event]) -> list[Answer]:
         if not self.spool.has_backlog:
             try:
-                answers = await self.record(entries)
+                answers = await self.record(events)
             except REDIS_ERRORS as exc:
                 log.warning(
                     "redis unavailable (%s: %s): spooling %d event(s)",
                     type(exc).__name__,
                     exc,
-                    len(entries),
+                    len(events),
                 )
             else:
-                outcomes = [outcome_of(e, a) for e, a in zip(entries, answers, strict=True)]
-                self._tally(entries, outcomes)
+                outcomes = [outcome_of(e, a) for e, a in zip(events, answers, strict=True)]
+                self._tally(events, outcomes)
                 return answers
         received_at = now_iso()
-        records = [
-            {
-                **e,
-                "spooled": "1",
-                "received_at": e.get("received_at") or received_at,
-                "body": body_text(e),
-            }
-            for e in entries
-        ]
+        records = []
+        for event in events:
+            record = entry_of(event)
+            record.update(spooled="1", received_at=record["received_at"] or received_at)
+            records.append(record)
         await asyncio.get_running_loop().run_in_executor(None, self.spool.append, records)
-        self._tally(entries, ["spooled"] * len(entries))
-        return [Answer(202, {"accepted": True, "spooled": True}) for _ in entries]
+        self._tally(events, ["spooled"] * len(events))
+        return [Answer(202, {"accepted": True, "spooled": True}) for _ in events]
 
-    def _tally(self, entries: list[Entry], outcomes: list[str]) -> None:
+    def _tally(self, events: list[Event], outcomes: list[str]) -> None:
         """Count a batch's outcomes: one counter step per distinct outcome, not per event."""
         tally: dict[tuple[str, str], int] = {}
-        for entry, outcome in zip(entries, outcomes, strict=True):
-            key = (entry["source"], outcome)
+        for event, outcome in zip(events, outcomes, strict=True):
+            key = (event.source, outcome)
             tally[key] = tally.get(key, 0) + 1
         for (source, outcome), n in tally.items():
             self._count(source, outcome, n)
 
     # -- the script ----------------------------------------------------------------------
-    async def record(self, entries: list[Entry]) -> list[Answer]:
+    async def record(self, events: list[Event]) -> list[Answer]:
         """Run the batch script; raises a Redis error (or TimeoutError) when Redis fails."""
-        keys, keys_of = self._script_keys, self.keys
+        keys = self._script_keys
         now = time.time()
-        received_at = now_iso(now)  # the batch's time, for the entries that have none
+        received_at = now_iso(now)  # the batch's time, for the events that have none
+        for event in events:
+            if not event.meta[RECEIVED]:
+                event.meta[RECEIVED] = received_at
         args: list[Any] = [
             self.events_maxlen,
             self.delivery_ttl_s,
             self.fold_ttl_s,
             self.own_user_id,
-            len(entries),
-            encode_metas([event_meta(keys_of, entry, received_at) for entry in entries]),
+            len(events),
+            encode_metas([event.meta for event in events]),
             int(now * 1000),  # the messages' timestamp
-            *[body_bytes(entry) for entry in entries],
+            *[event.body for event in events],
         ]
         head: list[Any] = [self._sha, len(keys)]
         async with Deadline(self.timeout_s):
@@ -208,7 +200,11 @@ class Ingest:
             except redis.exceptions.NoScriptError:  # first call on this server: EVAL caches it
                 results = await self._line.call(("EVAL", RECORD_BATCH, len(keys), *keys, *args))
         replies = str(results).split(";")
-        return [answer_of(entry, reply) for entry, reply in zip(entries, replies, strict=True)]
+        return [answer_of(event, reply) for event, reply in zip(events, replies, strict=True)]
+
+    async def record_entries(self, entries: list[Entry]) -> list[Answer]:
+        """`record` for Entry dicts (spool records, of any version)."""
+        return await self.record([self._make.from_entry(entry) for entry in entries])
 
     # -- the spool -----------------------------------------------------------------------
     async def drain(self) -> int:
@@ -227,7 +223,10 @@ class Ingest:
                     return moved
             try:
                 for start in range(0, len(claim.entries), self.max_batch):
-                    chunk = claim.entries[start : start + self.max_batch]
+                    chunk = [
+                        self._make.from_entry(entry)
+                        for entry in claim.entries[start : start + self.max_batch]
+                    ]
                     answers = await self.record(chunk)
                     self._tally(
                         chunk, ["drained" if a.status == 202 else "duplicate" for a in answers]

@@ -5,66 +5,20 @@ Dramatiq message (dramatiq 2.2.1's RedisBroker layout: the `.msgs` hash and the 
 list), folds a state delivery into a queued one of the same work item, keeps the work
 item's newest human snapshot (`pf:snapshot:<issue>`, by `data.updated_at`, ties to the
 later arrival: the worker uses it instead of reading Plane), and records the project's
-last-webhook time. `event_meta` builds what the script needs of one event;
-`answer_of` reads the script's reply for it.
+last-webhook time. It takes each event's meta (`app.ingest_event`); `answer_of` reads the
+script's reply for one event.
 """
 
 from __future__ import annotations
 
-import operator
 from typing import Any, NamedTuple
 
-import orjson
+from app.ingest_event import AT, META_HEAD, STREAM_FIELDS, Event
+from app.queue import MESSAGE_AFTER_ARGS, MESSAGE_BEFORE_ID, MESSAGE_BEFORE_TIMESTAMP
 
-from app.keys import Keys
-from app.queue import (
-    MESSAGE_AFTER_ARGS,
-    MESSAGE_BEFORE_ID,
-    MESSAGE_BEFORE_TIMESTAMP,
-    message_args,
-    message_head,
-    queue_keys,
-)
-from app.spool import Entry
-
-PROCESS = "process"
-STREAM_FIELDS = (  # `pf:events` fields, in this order; the body goes last: the long one
-    "source",
-    "event",
-    "action",
-    "field",
-    "project",
-    "issue",
-    "actor",
-    "delivery",
-    "digest",  # the verified signature: the dedup marker's name (`app.plane.webhooks`)
-    "received_at",
-    "outcome",
-    "spooled",
-    "updated",  # data.updated_at as epoch seconds ('' when absent): the snapshot's age
-)
-# Each event goes to the script as two arguments: its "meta", a JSON array of short
-# strings (the keys it touches, its message's pieces, its stream values), and its body.
-# All the batch's metas travel in one JSON array (one argument, decoded by the script's
-# cjson): per argument, the receiver's packing costs more than Redis's decoding, and the
-# receiver is the busier process. The per-event keys are named in the meta, not in
-# KEYS: planeflow runs on one Redis (not a cluster), as Dramatiq's own scripts do.
-META_HEAD = (
-    "marker",  # pf:delivery:<digest>
-    "fold_key",  # pf:fold:<issue>, '-' when the event does not fold
-    "snap_key",  # pf:snapshot:<issue>, '-' when the event does not fold
-    "qlist",  # the Dramatiq queue's list, '-' when not queued
-    "qmsgs",  # and its message hash
-    "head",  # the message's head ('' when not queued) and its arguments' text
-    "args",  # (`queue.message_head`, `queue.message_args`)
-    "last_project",  # the project whose last-webhook time to record, '' for none
-)
 _STORED, _DUPLICATE, _FOLDED = 1, 0, 2
 _M = {name: n + 1 for n, name in enumerate(META_HEAD)}  # Lua's 1-based positions
-_AT = {name: len(META_HEAD) + n + 1 for n, name in enumerate(STREAM_FIELDS)}
-_V0 = len(META_HEAD)  # the stream values follow the head
-_RECEIVED = _AT["received_at"] - 1  # Python's 0-based position in a meta
-_NF = len(STREAM_FIELDS)
+_AT = {name: n + 1 for name, n in AT.items()}
 
 
 def _xadd_fields() -> str:
@@ -81,6 +35,10 @@ def _xadd_fields() -> str:
 
 
 ARGS_BEFORE_BODIES = 7  # maxlen, ttl, fold_ttl, own user, n, the metas, the batch's ms
+# The metas travel in one JSON array (one argument, decoded by the script's cjson): per
+# argument, the receiver's packing costs more than Redis's decoding, and the receiver is
+# the busier process. The per-event keys are named in the meta, not in KEYS: planeflow
+# runs on one Redis (not a cluster), as Dramatiq's own scripts do.
 
 
 def _lua(text: str) -> str:
@@ -89,7 +47,7 @@ def _lua(text: str) -> str:
 
 
 # Redis runs this on the same cores as the receiver, so it does little per event: one
-# MGET for the markers, the XADD from one reused table, a SET per marker written; the
+# MGET for the markers, the XADD with its fields written out, a SET per marker; the
 # queue writes (HSET + RPUSH per queue), the last-webhook times and the "is this actor
 # one of ours" answers are gathered and written or asked once per batch.
 RECORD_BATCH = f"""
@@ -188,103 +146,20 @@ class Answer(NamedTuple):  # one per request: a tuple costs a third of a frozen 
     body: dict[str, Any]
 
 
-def event_meta(keys_of: Keys, entry: Entry, received_at: str) -> list[Any]:
-    """One event's meta for the script (`META_HEAD`, then the stream fields' values;
-    a missing value, None, is stored as ''). `received_at`: the batch's time, for an
-    entry that has none yet (the receiver stamps a batch, not each request)."""
-    queued = entry["outcome"] == PROCESS
-    if queued:
-        head = message_head(entry["queue"], entry["actor_name"])
-        args = message_args(entry.get("payload") or {})
-        list_key, msgs_key = queue_keys(entry["queue"])
-    else:
-        head, args, list_key, msgs_key = "", "", "-", "-"
-    if queued and entry.get("fold"):
-        issue = str(entry["issue"])
-        fold_key, snap_key = keys_of.fold(issue), keys_of.snapshot(issue)
-    else:
-        fold_key = snap_key = "-"
-    last_webhook = entry["source"] == "plane" and entry["outcome"] != "unknown_project"
-    try:
-        values = _stream_values(entry)
-    except KeyError:  # an entry without every field (a spool record of an older version)
-        values = tuple(_text(_older(entry, name)) for name in STREAM_FIELDS)
-    if None in values:  # the script takes strings only
-        values = tuple(_text(value) for value in values)
-    meta = [
-        keys_of.delivery(values[_DIGEST]),
-        fold_key,
-        snap_key,
-        list_key,
-        msgs_key,
-        head,
-        args,
-        str(entry["project"]) if last_webhook else "",
-        *values,
-    ]
-    if not meta[_RECEIVED]:
-        meta[_RECEIVED] = received_at
-    return meta
-
-
-_stream_values = operator.itemgetter(*STREAM_FIELDS)
-_DIGEST = STREAM_FIELDS.index("digest")
-
-
-def _text(value: Any) -> str:
-    """A stream value as text: None is stored as ''; text that is not UTF-8 replaced."""
-    return "" if value is None else str(value)
-
-
-def _older(entry: Entry, name: str) -> Any:
-    if name == "digest":  # named `sha256` (of the body) before the signature was used
-        return entry.get("digest") or entry["sha256"]
-    return entry.get(name)
-
-
-def encode_metas(metas: list[list[Any]]) -> bytes:
-    """The batch's metas as one JSON argument. Text that is not valid UTF-8 (a lone
-    surrogate, from a header's undecodable bytes or a JSON escape) is replaced, never
-    allowed to fail the batch it shares with other requests."""
-    try:
-        return orjson.dumps(metas)
-    except TypeError:
-        return orjson.dumps([[_clean(value) for value in meta] for meta in metas])
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
-    return value
-
-
-def body_bytes(entry: Entry) -> bytes:
-    """The event's body for the script: UTF-8, undecodable bytes or text replaced. The
-    receiver keeps a body as it came (bytes); the spool keeps text."""
-    body = entry.get("body") or b""
-    if isinstance(body, bytes):
-        return body if body.isascii() else body.decode("utf-8", "replace").encode("utf-8")
-    return str(body).encode("utf-8", "replace")
-
-
-def body_text(entry: Entry) -> str:
-    """The event's body as text (for the spool, whose records are JSON)."""
-    body = entry.get("body") or ""
-    return body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-
-
-def answer_of(entry: Entry, reply: str) -> Answer:
+def answer_of(event: Event, reply: str) -> Answer:
+    """The answer to one event's request, from its part of the script's reply."""
     code_text, event_id, into = reply.split("|")
     code = int(code_text)
     if code == _DUPLICATE:
         return Answer(200, {"duplicate": True, "event_id": event_id})
-    body: dict[str, Any] = {"accepted": True, "event_id": event_id, "outcome": entry["outcome"]}
+    body: dict[str, Any] = {"accepted": True, "event_id": event_id, "outcome": event.outcome}
     if code == _FOLDED:
         body.update(outcome="folded", folded_into=into)
     return Answer(202, body)
 
 
-def outcome_of(entry: Entry, answer: Answer) -> str:
+def outcome_of(event: Event, answer: Answer) -> str:
+    """What the event's answer counts as (the metrics label)."""
     if answer.status == 200:
         return "duplicate"
-    return str(answer.body.get("outcome", entry["outcome"]))
+    return str(answer.body.get("outcome", event.outcome))

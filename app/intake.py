@@ -1,4 +1,4 @@
-"""From an HTTP request to a verified ingest entry: read whole, verify, then parse.
+"""From an HTTP request to a verified ingest event: read whole, verify, then parse.
 
 The body is read completely (it may arrive in many pieces) up to the size limit, with
 an idle timeout between pieces. The signature is checked on those raw bytes against
@@ -20,7 +20,8 @@ from aiohttp import web
 
 from app.domain.commands import mentions_command
 from app.domain.ids import why_not_uuid
-from app.ingest_script import PROCESS
+from app.ingest_event import PROCESS, Event, EventMaker
+from app.keys import Keys
 from app.plane.hook import Hook, ShapeError, read_hook
 from app.plane.webhooks import Verifier
 from app.projects import Registry
@@ -121,9 +122,10 @@ def base_entry(source: str, event: str, body: bytes, digest: str, delivery: str)
 class PlaneIntake:
     """Verifies and classifies Plane deliveries for a registry."""
 
-    def __init__(self, registry: Registry, default_secret: str) -> None:
+    def __init__(self, registry: Registry, default_secret: str, keys: Keys) -> None:
         self.registry = registry
         self.default_secret = default_secret
+        self._make = EventMaker(keys)
         own = [
             p.webhook_secret.get_secret_value()
             for p in registry.projects.values()
@@ -140,37 +142,32 @@ class PlaneIntake:
             for p in registry.projects.values()
         }
 
-    def entry(self, body: bytes, headers: Any) -> Entry:
+    def event(self, body: bytes, headers: Any) -> Event:
         verified = self._verifier.check(body, headers.get("X-Plane-Signature"))
         if verified is None:
             raise Refused(401, "invalid signature", "bad_signature")
         hook = self._parse(body)
-        event, action, field, actor = hook.event, hook.action, hook.field, hook.actor_id
+        event, action, data, field, actor = hook
         project_id = hook.project_id
         project = self._projects.get(project_id) if project_id else None
         if project is not None and project[1] not in verified.secrets:
             raise Refused(401, "signature does not match the project's secret", "bad_signature")
-        outcome = self._outcome(hook, project is not None)
         issue = hook.issue_id
-        return {  # one literal: this runs for every delivery
-            "source": "plane",
-            "event": event,
-            "digest": verified.digest,
-            "received_at": "",  # stamped with its batch's time (`Ingest.record`)
-            "body": body,  # as it came: the script takes bytes (`ingest_script.body_bytes`)
-            "delivery": headers.get("X-Plane-Delivery", "")[:200],
-            "queue": EVENTS_QUEUE,
-            "action": action,
-            "field": field or "",  # stream values are text: '' when there is none
-            "project": project[0] if project else project_id or "",
-            "issue": issue or "",
-            "actor": actor,
-            "actor_name": PROCESS_EVENT,
-            "outcome": outcome,
-            "fold": outcome == PROCESS and event == "issue",  # comments are never folded
-            "updated": epoch_text(hook.data.get("updated_at")),
-            "spooled": "",
-            "payload": {
+        return self._make.plane(  # straight to the script's meta: this runs for every delivery
+            verified.digest,
+            headers.get("X-Plane-Delivery", "")[:200],
+            event,
+            action,
+            field or "",  # stream values are text: '' when there is none
+            project[0] if project else project_id or "",
+            issue or "",
+            actor,
+            self._outcome(hook, project is not None),
+            epoch_text(data.get("updated_at")),
+            body,
+            EVENTS_QUEUE,
+            PROCESS_EVENT,
+            {
                 "project_id": project_id,
                 "issue_id": issue,
                 "event": event,
@@ -178,7 +175,7 @@ class PlaneIntake:
                 "field": field,
                 "actor_id": actor,
             },
-        }
+        )
 
     @staticmethod
     def _parse(body: bytes) -> Hook:
@@ -217,12 +214,13 @@ class PlaneIntake:
 
 
 class GiteaIntake:
-    def __init__(self, registry: Registry, secret: str) -> None:
+    def __init__(self, registry: Registry, secret: str, keys: Keys) -> None:
         self.registry = registry
         self.secret = secret
         self._verifier = Verifier([secret])
+        self._make = EventMaker(keys)
 
-    def entry(self, body: bytes, headers: Any) -> Entry:
+    def event(self, body: bytes, headers: Any) -> Event:
         verified = self._verifier.check(body, headers.get("X-Gitea-Signature"))
         if verified is None:
             raise Refused(401, "invalid signature", "bad_signature")
@@ -254,7 +252,7 @@ class GiteaIntake:
                 "branches": gitea_branches(raw),
             },
         )
-        return entry
+        return self._make.from_entry(entry)
 
 
 def gitea_branches(raw: dict[str, Any]) -> list[str]:

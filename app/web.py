@@ -1,7 +1,7 @@
 """The webhook receiver: aiohttp app factory and routes.
 
 `POST /webhooks/plane` and `/webhooks/gitea` read the whole body, verify its signature
-on the raw bytes, parse and classify it (`app.intake`) and hand the entry to `Ingest`
+on the raw bytes, parse and classify it (`app.intake`) and hand the event to `Ingest`
 (group commit into Redis, or the spool). `/healthz` says the process is alive, `/readyz`
 that Redis answers, `/metrics` is Prometheus text; `/` is the operator's dashboard
 (`app.dashboard`) where it may be served. No request is answered 500: an
@@ -25,11 +25,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from app import dashboard
 from app.config import Settings
 from app.ingest import REDIS_ERRORS, Ingest, connect_async
+from app.ingest_event import Event
 from app.intake import GiteaIntake, PlaneIntake, Refused, read_body
 from app.metrics import PipelineMetrics, SharedCounters, WebMetrics
 from app.projects import Registry
 from app.services import Services
-from app.spool import Entry, Spool
+from app.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +61,14 @@ def error(status: int, message: str, *, close: bool = False) -> web.Response:
 
 
 async def _webhook(
-    request: web.Request, source: str, classify: Callable[[bytes, Any], Entry]
+    request: web.Request, source: str, classify: Callable[[bytes, Any], Event]
 ) -> web.Response:
     receiver = request.app[RECEIVER]
     try:
         body = await read_body(
             request, receiver.settings.webhook_max_body, receiver.settings.webhook_read_idle_s
         )
-        entry = classify(body, request.headers)
+        event = classify(body, request.headers)
     except Refused as refused:
         receiver.metrics.count(source, refused.outcome)
         if refused.status == 401:
@@ -81,26 +82,26 @@ async def _webhook(
     except Exception:  # a bug must not become a 500 (nor a lost event: Plane may retry)
         log.exception("%s webhook: unexpected failure before storing", source)
         return error(503, "the event could not be read; it was not accepted")
-    if entry["outcome"] == "unknown_project":
+    if event.outcome == "unknown_project":
         log.info(
             "%s webhook for unknown project %r acknowledged, not processed",
             source,
-            entry["project"],
+            event.project,
         )
     assert receiver.ingest is not None
     try:
-        answer = await receiver.ingest.accept(entry)
+        answer = await receiver.ingest.accept(event)
     except Exception:  # neither Redis nor the spool could take it (logged by Ingest)
         return error(503, "the event could not be stored; it was not accepted")
     return web.Response(body=orjson.dumps(answer.body), status=answer.status, headers=JSON)
 
 
 async def plane_webhook(request: web.Request) -> web.Response:
-    return await _webhook(request, "plane", request.app[RECEIVER].plane.entry)
+    return await _webhook(request, "plane", request.app[RECEIVER].plane.event)
 
 
 async def gitea_webhook(request: web.Request) -> web.Response:
-    return await _webhook(request, "gitea", request.app[RECEIVER].gitea.entry)
+    return await _webhook(request, "gitea", request.app[RECEIVER].gitea.event)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -177,8 +178,8 @@ def create_app(
     web_metrics.registry.register(PipelineMetrics(redis_client, settings.keys))
     receiver = Receiver(
         settings,
-        PlaneIntake(registry, settings.plane_webhook_secret.get_secret_value()),
-        GiteaIntake(registry, settings.gitea_webhook_secret.get_secret_value()),
+        PlaneIntake(registry, settings.plane_webhook_secret.get_secret_value(), settings.keys),
+        GiteaIntake(registry, settings.gitea_webhook_secret.get_secret_value(), settings.keys),
         web_metrics,
         Spool(settings.spool_dir),
     )

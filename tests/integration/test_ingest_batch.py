@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from app.ingest import Ingest, connect_async
-from app.ingest_script import PROCESS, STREAM_FIELDS
+from app.ingest_event import PROCESS, STREAM_FIELDS
 from app.keys import Keys
 from app.queue import (
     EVENTS_QUEUE,
@@ -98,7 +98,7 @@ async def test_one_batch_sees_its_own_earlier_events(
     ]
     client = connect_async(redis_server.url)
     ingest = Ingest(client, KEYS, Spool(tmp_path), own_user_id="someone-else")
-    answers = await ingest.record(batch)
+    answers = await ingest.record_entries(batch)
     await ingest.close()
     await client.aclose()
 
@@ -150,7 +150,7 @@ async def test_text_that_is_not_utf8_is_replaced_not_failing_its_batch(
     batch = [odd, plane(2, ISSUE_B)]
     client = connect_async(redis_server.url)
     ingest = Ingest(client, KEYS, Spool(tmp_path))
-    answers = await ingest.record(batch)
+    answers = await ingest.record_entries(batch)
     await ingest.close()
     await client.aclose()
 
@@ -171,7 +171,7 @@ async def test_a_spool_record_of_an_older_version_is_stored_under_its_sha256(
     old["body"] = '{"é": 1}'
     client = connect_async(redis_server.url)
     ingest = Ingest(client, KEYS, Spool(tmp_path))
-    first, again = await ingest.record([old]), await ingest.record([dict(old)])
+    first, again = await ingest.record_entries([old]), await ingest.record_entries([dict(old)])
     await ingest.close()
     await client.aclose()
     assert first[0].status == 202 and again[0].status == 200
@@ -190,7 +190,7 @@ async def test_entries_without_a_time_get_their_batch_time(
         entry["body"] = entry["body"].encode()  # the receiver keeps the bytes
     client = connect_async(redis_server.url)
     ingest = Ingest(client, KEYS, Spool(tmp_path))
-    await ingest.record(fresh)
+    await ingest.record_entries(fresh)
     await ingest.close()
     await client.aclose()
     times = [f["received_at"] for _, f in real_redis.xrange(KEYS.events)]

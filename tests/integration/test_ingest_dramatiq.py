@@ -11,7 +11,7 @@ import pytest
 from dramatiq.middleware import CurrentMessage
 
 from app.ingest import Ingest, connect_async
-from app.ingest_script import PROCESS
+from app.ingest_event import PROCESS
 from app.keys import Keys
 from app.queue import EVENTS_QUEUE, PROCESS_EVENT, make_redis_broker, queue_keys
 from app.spool import Spool
@@ -57,7 +57,7 @@ async def test_a_real_worker_runs_ingested_messages_and_acks_them(
     dramatiq.actor(broker=broker, actor_name=PROCESS_EVENT, queue_name=EVENTS_QUEUE)(process_event)
     client = connect_async(redis_server.url)
     ingest = Ingest(client, Keys("pf:"), Spool(tmp_path))
-    answers = await ingest.record([entry(n) for n in range(5)])
+    answers = await ingest.record_entries([entry(n) for n in range(5)])
     await client.aclose()
     assert [a.status for a in answers] == [202] * 5
 

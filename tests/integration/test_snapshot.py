@@ -54,18 +54,18 @@ def deliver(
         body["data"]["updated_at"] = updated_at
     raw = json.dumps(body).encode()
     headers = CIMultiDict({"X-Plane-Signature": signature(SECRET, raw)})
-    entry = PlaneIntake(services.registry, SECRET).entry(raw, headers)
+    event = PlaneIntake(services.registry, SECRET, services.settings.keys).event(raw, headers)
 
     async def record() -> str:
         client = fakeredis.aioredis.FakeRedis(server=fake_server, decode_responses=True)
         ingest = Ingest(
             client, services.settings.keys, Spool(services.settings.spool_dir), own_user_id=None
         )
-        answer = (await ingest.record([entry]))[0]
+        answer = (await ingest.record([event]))[0]
         await client.aclose()
         return str(answer.body["event_id"])
 
-    return {**entry["payload"], "event_id": asyncio.run(record())}
+    return {**(event.payload or {}), "event_id": asyncio.run(record())}
 
 
 def test_fresh_human_webhook_is_used_without_a_plane_read(
