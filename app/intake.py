@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from app.domain.commands import mentions_command
-from app.domain.ids import why_not_uuid
+from app.domain.ids import is_uuid, why_not_uuid
 from app.ingest_event import PROCESS, Event, EventMaker
 from app.keys import Keys
 from app.plane.hook import Hook, ShapeError, read_hook
@@ -42,7 +42,8 @@ class Refused(Exception):
 
 async def read_body(request: web.Request, limit: int, idle_s: float) -> bytes:
     """The whole body, at most `limit` bytes; no byte for `idle_s` seconds → 408."""
-    if request.content_length is not None and request.content_length > limit:
+    length = request.content_length
+    if length is not None and length > limit:
         raise Refused(413, f"body over {limit} bytes", "too_large", close=True)
     content = request.content
     parts: list[bytes] = []
@@ -192,11 +193,11 @@ class PlaneIntake:
             return PlaneIntake._comment_outcome(hook)
         if hook.event != "issue":
             return f"ignored: {hook.event}/{hook.action}/{hook.field or '-'}"
-        invalid = why_not_uuid("work item id", hook.data.get("id"))
-        if invalid:
-            return f"ignored: {invalid}"
-        if hook.is_state_change or hook.action == "created":
-            return PROCESS
+        item = hook.data.get("id")
+        if not is_uuid(item):
+            return f"ignored: {why_not_uuid('work item id', item)}"
+        if hook.field in ("state", "state_id") or hook.action == "created":
+            return PROCESS  # a state change (`Hook.is_state_change`) or a new work item
         return f"ignored: {hook.event}/{hook.action}/{hook.field or '-'}"
 
     @staticmethod
