@@ -1,13 +1,14 @@
 """Ingest at line rate: `planeflow web` against a bare aiohttp handler, same load, same run.
 
-    .venv/bin/python -m bench.ingest [--bodies 40000] [--runs 3] [--duration 5]
+    .venv/bin/python -m bench.ingest [--bodies 60000] [--runs 3]
 
 Starts a real `redis-server`, `planeflow web` (its own process, as users run it) and a
 bare aiohttp app that reads the body and answers 202, then drives each with `wrk`
 (installed with apt-get when missing) at fixed arguments (`-t1 -c16 -d5s`), the two
 servers one after the other, over thousands of distinct pre-signed Plane deliveries
-(each for its own work item, so every one is stored and enqueued). Redis is flushed
-before each planeflow run, so every body is new. Prints one line per run and, last,
+(each for its own work item, so every one is stored and enqueued), after a 2 s run
+against each that is not counted. Redis is flushed before each planeflow run, so every
+body is new. Prints one line per run and, last,
 one JSON line with the medians: rps, p50_ms, p99_ms, bare_rps, ratio_vs_bare, and the
 accepted and duplicate counts of the median planeflow run.
 """
@@ -39,6 +40,7 @@ SECRET = "bench-secret"
 PROJECT = "5f0c1d2e-0000-4000-8000-00000000de00"
 STATE = "7414f69a-3380-4915-9503-d26fb7531c05"
 WRK_ARGS = ["-t1", "-c16", "-d5s"]
+WARMUP_ARGS = ["-t1", "-c16", "-d2s"]
 FIXTURE = (
     Path(__file__).resolve().parents[1] / "tests/fixtures/plane/webhook_issue_updated_state.json"
 )
@@ -138,9 +140,9 @@ def parse_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-def run_wrk(wrk: str, script: Path, data: Path, url: str) -> Run:
+def run_wrk(wrk: str, script: Path, data: Path, url: str, args: list[str] = WRK_ARGS) -> Run:
     out = subprocess.run(
-        [wrk, *WRK_ARGS, "--latency", "-s", str(script), url, "--", str(data)],
+        [wrk, *args, "--latency", "-s", str(script), url, "--", str(data)],
         check=True,
         capture_output=True,
         text=True,
@@ -199,6 +201,10 @@ def main() -> None:
     try:
         wait_ready(f"http://127.0.0.1:{web_port}/healthz", web)
         wait_ready(f"http://127.0.0.1:{bare_port}/", bare)
+        # Not counted: a short run against each first (Python's adaptive interpreter, the
+        # script's first load, the allocators' first growth), the same for both
+        for url in (f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{bare_port}"):
+            run_wrk(wrk, script, data, url, WARMUP_ARGS)
         ours: list[tuple[Run, int]] = []
         theirs: list[Run] = []
         for n in range(args.runs):
