@@ -71,13 +71,16 @@ async def _webhook(
         event = classify(body, request.headers)
     except Refused as refused:
         receiver.metrics.count(source, refused.outcome)
-        if refused.status == 401:
-            log.warning(
-                "%s webhook refused: %s (delivery %r)",
-                source,
-                refused.message,
-                request.headers.get("X-Plane-Delivery", "-")[:80],
-            )
+        # 401: a sender with the wrong secret, or not Plane at all (a warning); 400, 408,
+        # 413: a signed sender's malformed, slow or oversized request (worth seeing too)
+        log.log(
+            logging.WARNING if refused.status == 401 else logging.INFO,
+            "%s webhook refused %d: %s (delivery %r)",
+            source,
+            refused.status,
+            refused.message,
+            request.headers.get("X-Plane-Delivery", "-")[:80],
+        )
         return error(refused.status, refused.message, close=refused.close)
     except Exception:  # a bug must not become a 500 (nor a lost event: Plane may retry)
         log.exception("%s webhook: unexpected failure before storing", source)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -100,12 +101,20 @@ async def test_tampered_body_is_401(client: Client) -> None:
     assert resp.status == 401
 
 
-async def test_signed_non_json_is_400(client: Client) -> None:
+async def test_signed_non_json_is_400_and_logged(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
     body = b"{not json"
-    resp = await client.post(
-        "/webhooks/plane", data=body, headers={"X-Plane-Signature": signature(SECRET, body)}
-    )
+    with caplog.at_level(logging.INFO, logger="app.web"):
+        resp = await client.post(
+            "/webhooks/plane",
+            data=body,
+            headers={"X-Plane-Signature": signature(SECRET, body), "X-Plane-Delivery": "d-1"},
+        )
     assert resp.status == 400 and (await resp.json())["error"].startswith("body is not JSON")
+    (line,) = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert line.levelno == logging.INFO
+    assert "refused 400: body is not JSON" in line.getMessage() and "'d-1'" in line.getMessage()
 
 
 async def test_signed_wrong_shape_is_400(client: Client) -> None:
