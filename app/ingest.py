@@ -41,7 +41,7 @@ from redis.backoff import NoBackoff
 
 from app.ingest_event import RECEIVED, Event, EventMaker, encode_metas, entry_of
 from app.ingest_line import Deadline, IngestLine
-from app.ingest_script import RECORD_BATCH, Answer, answer_of, outcome_of
+from app.ingest_script import RECORD_BATCH, SPOOLED, Answer, answer_of
 from app.keys import Keys
 from app.spool import Entry, Spool
 
@@ -152,8 +152,7 @@ class Ingest:
                     len(events),
                 )
             else:
-                outcomes = [outcome_of(e, a) for e, a in zip(events, answers, strict=True)]
-                self._tally(events, outcomes)
+                self._tally(events, [answer.outcome for answer in answers])
                 return answers
         received_at = now_iso()
         records = []
@@ -163,7 +162,7 @@ class Ingest:
             records.append(record)
         await asyncio.get_running_loop().run_in_executor(None, self.spool.append, records)
         self._tally(events, ["spooled"] * len(events))
-        return [Answer(202, {"accepted": True, "spooled": True}) for _ in events]
+        return [SPOOLED] * len(events)
 
     def _tally(self, events: list[Event], outcomes: list[str]) -> None:
         """Count a batch's outcomes: one counter step per distinct outcome, not per event."""

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from app.ingest_event import AT, META_HEAD, STREAM_FIELDS, Event
+import orjson
+
+from app.ingest_event import AT, META_HEAD, PROCESS, STREAM_FIELDS, Event
 from app.queue import MESSAGE_AFTER_ARGS, MESSAGE_BEFORE_ID, MESSAGE_BEFORE_TIMESTAMP
 
-_STORED, _DUPLICATE, _FOLDED = 1, 0, 2
+_STORED, _DUPLICATE, _FOLDED = "1", "0", "2"  # each event's code in the script's reply
 _M = {name: n + 1 for n, name in enumerate(META_HEAD)}  # Lua's 1-based positions
 _AT = {name: n + 1 for name, n in AT.items()}
 
@@ -143,23 +145,27 @@ return table.concat(out, ';')
 
 class Answer(NamedTuple):  # one per request: a tuple costs a third of a frozen dataclass
     status: int
-    body: dict[str, Any]
+    body: bytes  # the JSON the request is answered with
+    outcome: str  # what it counts as (the metrics label)
+
+    def json(self) -> dict[str, Any]:
+        value: dict[str, Any] = orjson.loads(self.body)
+        return value
+
+
+SPOOLED = Answer(202, b'{"accepted":true,"spooled":true}', "spooled")
+_PROCESSED = b'","outcome":"process"}'
 
 
 def answer_of(event: Event, reply: str) -> Answer:
-    """The answer to one event's request, from its part of the script's reply."""
-    code_text, event_id, into = reply.split("|")
-    code = int(code_text)
+    """The answer to one event's request, from its part of the script's reply (the
+    common ones joined from pieces: the ids are Redis stream ids, digits and a dash)."""
+    code, event_id, into = reply.split("|")
     if code == _DUPLICATE:
-        return Answer(200, {"duplicate": True, "event_id": event_id})
-    body: dict[str, Any] = {"accepted": True, "event_id": event_id, "outcome": event.outcome}
+        return Answer(200, b'{"duplicate":true,"event_id":"%s"}' % event_id.encode(), "duplicate")
     if code == _FOLDED:
-        body.update(outcome="folded", folded_into=into)
-    return Answer(202, body)
-
-
-def outcome_of(event: Event, answer: Answer) -> str:
-    """What the event's answer counts as (the metrics label)."""
-    if answer.status == 200:
-        return "duplicate"
-    return str(answer.body.get("outcome", event.outcome))
+        body = {"accepted": True, "event_id": event_id, "outcome": "folded", "folded_into": into}
+        return Answer(202, orjson.dumps(body), "folded")
+    outcome = event.outcome
+    tail = _PROCESSED if outcome == PROCESS else b'","outcome":' + orjson.dumps(outcome) + b"}"
+    return Answer(202, b'{"accepted":true,"event_id":"' + event_id.encode() + tail, outcome)

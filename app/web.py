@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -96,7 +95,7 @@ async def _webhook(
         answer = await receiver.ingest.accept(event)
     except Exception:  # neither Redis nor the spool could take it (logged by Ingest)
         return error(503, "the event could not be stored; it was not accepted")
-    return web.Response(body=orjson.dumps(answer.body), status=answer.status, headers=JSON)
+    return web.Response(body=answer.body, status=answer.status, headers=JSON)
 
 
 async def plane_webhook(request: web.Request) -> web.Response:

@@ -102,11 +102,11 @@ async def test_one_batch_sees_its_own_earlier_events(
     await ingest.close()
     await client.aclose()
 
-    ids = [a.body.get("event_id") for a in answers]
+    ids = [a.json().get("event_id") for a in answers]
     assert [a.status for a in answers] == [202, 202, 200, 202, 202, 202, 202]
-    assert answers[1].body["outcome"] == "folded" and answers[1].body["folded_into"] == ids[0]
-    assert answers[2].body == {"duplicate": True, "event_id": ids[0]}
-    assert answers[6].body["outcome"] == PROCESS
+    assert answers[1].json()["outcome"] == "folded" and answers[1].json()["folded_into"] == ids[0]
+    assert answers[2].json() == {"duplicate": True, "event_id": ids[0]}
+    assert answers[6].json()["outcome"] == PROCESS
 
     events = real_redis.xrange(KEYS.events)
     assert [e[0] for e in events] == [ids[0], ids[1], ids[3], ids[4], ids[5], ids[6]]
@@ -175,7 +175,7 @@ async def test_a_spool_record_of_an_older_version_is_stored_under_its_sha256(
     await ingest.close()
     await client.aclose()
     assert first[0].status == 202 and again[0].status == 200
-    assert real_redis.get(KEYS.delivery(f"{1:064x}")) == first[0].body["event_id"]
+    assert real_redis.get(KEYS.delivery(f"{1:064x}")) == first[0].json()["event_id"]
     ((_, fields),) = real_redis.xrange(KEYS.events)
     assert fields["digest"] == f"{1:064x}" and fields["body"] == '{"é": 1}'
     assert fields["spooled"] == "" and fields["updated"] == ""

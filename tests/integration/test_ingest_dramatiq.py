@@ -71,7 +71,7 @@ async def test_a_real_worker_runs_ingested_messages_and_acks_them(
     by_issue = {p["issue_id"]: p for p, _ in seen}
     for n, answer in enumerate(answers):
         payload = by_issue[f"00000000-0000-0000-0000-{n:012d}"]
-        assert payload["event_id"] == answer.body["event_id"]
+        assert payload["event_id"] == answer.json()["event_id"]
         assert payload["note"] == '"quoted" é'
     list_key, msgs_key = queue_keys(EVENTS_QUEUE)
     assert real_redis.llen(list_key) == 0

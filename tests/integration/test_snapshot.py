@@ -63,7 +63,7 @@ def deliver(
         )
         answer = (await ingest.record([event]))[0]
         await client.aclose()
-        return str(answer.body["event_id"])
+        return str(answer.json()["event_id"])
 
     return {**(event.payload or {}), "event_id": asyncio.run(record())}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from app.ingest_event import AT, PROCESS, EventMaker, entry_of
+from app.ingest_script import answer_of
 from app.keys import Keys
 from app.queue import EVENTS_QUEUE, PROCESS_EVENT
 
@@ -68,3 +69,16 @@ def test_what_is_not_processed_is_neither_queued_nor_folded() -> None:
 
 def test_a_body_that_is_not_utf8_is_replaced() -> None:
     assert plane(body=b'{"x": "\xff"}').body == '{"x": "\ufffd"}'.encode()
+
+
+def test_answers_are_json_with_their_outcome() -> None:
+    stored = answer_of(plane(), "1|1764000000000-0|")
+    assert (stored.status, stored.outcome) == (202, PROCESS)
+    assert stored.json() == {"accepted": True, "event_id": "1764000000000-0", "outcome": PROCESS}
+    odd = "ignored: work item id '\"../x\\' is not a Plane id (UUID)"
+    assert answer_of(plane(odd), "1|1-0|").json()["outcome"] == odd  # escaped, not broken
+    folded = answer_of(plane(), "2|1-1|1-0")
+    assert folded.outcome == "folded" and folded.json()["folded_into"] == "1-0"
+    again = answer_of(plane(), "0|1-0|")
+    assert (again.status, again.outcome) == (200, "duplicate")
+    assert again.json() == {"duplicate": True, "event_id": "1-0"}
