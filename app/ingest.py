@@ -109,6 +109,7 @@ class Ingest:
         self._make = EventMaker(keys)
         self._waiting: list[tuple[Event, asyncio.Future[Answer]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         # Held while deciding "Redis or spool" and while claiming a spool file, so a
         # batch never reaches Redis ahead of older events still waiting in the spool.
         self._order = asyncio.Lock()
@@ -117,7 +118,10 @@ class Ingest:
     # -- the request path --------------------------------------------------------------
     async def accept(self, event: Event) -> Answer:
         """Store one verified event; 202 once durable (Redis or spool), 200 if a duplicate."""
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:  # the serving loop, looked up once (each lookup is a getpid call)
+            loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[Answer] = loop.create_future()
         self._waiting.append((event, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
@@ -193,7 +197,7 @@ class Ingest:
             *[event.body for event in events],
         ]
         head: list[Any] = [self._sha, len(keys)]
-        async with Deadline(self.timeout_s):
+        async with Deadline(self.timeout_s, self._loop):
             try:
                 results = await self._line.call(("EVALSHA", *head, *keys, *args))
             except redis.exceptions.NoScriptError:  # first call on this server: EVAL caches it

@@ -29,17 +29,19 @@ class Deadline:
     past `seconds` the task is cancelled and `TimeoutError` raised; a cancel from outside
     stays a cancel."""
 
-    __slots__ = ("_expired", "_handle", "_seconds", "_task")
+    __slots__ = ("_expired", "_handle", "_loop", "_seconds", "_task")
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._seconds = seconds
+        self._loop = loop  # the running loop, when the caller knows it (saves a lookup)
         self._expired = False
 
     async def __aenter__(self) -> None:
-        task = asyncio.current_task()
+        loop = self._loop or asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         assert task is not None
         self._task = task
-        self._handle = asyncio.get_running_loop().call_later(self._seconds, self._expire)
+        self._handle = loop.call_later(self._seconds, self._expire)
 
     def _expire(self) -> None:
         self._expired = True
