@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
@@ -117,20 +117,35 @@ class PipelineMetrics(Collector):
 class WebMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.webhooks = Counter(
-            "planeflow_webhooks",
-            "Webhook requests by source and outcome",
-            ["source", "outcome"],
-            registry=self.registry,
-        )
-        self._children: dict[tuple[str, str], Any] = {}
+        self.webhooks = WebhookCounts()
+        self.registry.register(self.webhooks)
         self.spool_pending = Gauge(
             "planeflow_spool_pending", "Events waiting in the local spool", registry=self.registry
         )
 
     def count(self, source: str, outcome: str, n: int = 1) -> None:
-        key = (source, outcome.split(":", 1)[0])
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.webhooks.labels(*key)
-        child.inc(n)
+        self.webhooks.add(source, outcome.split(":", 1)[0], n)
+
+
+class WebhookCounts(Collector):
+    """`planeflow_webhooks_total{source, outcome}`, counted in a plain dict and read at
+    scrape time: the receiver counts every batch, and a prometheus-client Counter's step
+    (a lock, a value object) cost it more than the dict. Only the event loop counts, so
+    the dict needs no lock; a scrape (in a thread) copies it in one step."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], int] = {}
+
+    def add(self, source: str, outcome: str, n: int = 1) -> None:
+        key = (source, outcome)
+        self._counts[key] = self._counts.get(key, 0) + n
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "planeflow_webhooks",
+            "Webhook requests by source and outcome",
+            labels=["source", "outcome"],
+        )
+        for (source, outcome), n in list(self._counts.items()):
+            family.add_metric([source, outcome], n)
+        yield family
