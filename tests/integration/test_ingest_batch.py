@@ -8,14 +8,15 @@ human's delivery nor leaves a snapshot, and the queue holds the stored events in
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.ingest import Ingest, connect_async
-from app.ingest_event import PROCESS, STREAM_FIELDS
+from app.ingest import Ingest, connect_async, fit
+from app.ingest_event import PROCESS, STREAM_FIELDS, EventMaker, entry_of
 from app.keys import Keys
 from app.queue import (
     EVENTS_QUEUE,
@@ -196,3 +197,59 @@ async def test_entries_without_a_time_get_their_batch_time(
     times = [f["received_at"] for _, f in real_redis.xrange(KEYS.events)]
     assert times[0] == times[1] and times[0].endswith("+00:00")
     assert real_redis.hget(KEYS.webhooks_last, "demo") == times[0]
+
+
+def big(n: int, size: int) -> dict[str, Any]:
+    entry = plane(n, f"00000000-0000-0000-0000-{n:012x}")
+    entry["body"] = json.dumps({"n": n, "pad": "x" * size}).encode()
+    return entry
+
+
+def script_calls(real_redis: Any) -> int:
+    stats = real_redis.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
+
+
+async def test_a_burst_of_big_bodies_goes_in_batches_redis_can_answer_in_time(
+    redis_server: Any, real_redis: Any, tmp_path: Path
+) -> None:
+    """128 webhooks of 1 MB at once: one 128 MB script call outlived the batch deadline
+    and spooled them all ("redis unavailable"), and the drain, re-sending them in the same
+    batch, never got them out. Batches are bounded by bytes (4 MB) as well as by count."""
+    client = connect_async(redis_server.url)
+    spool = Spool(tmp_path)
+    ingest = Ingest(client, KEYS, spool)
+    events = [ingest._make.from_entry(big(n, 1_000_000)) for n in range(128)]
+    calls = script_calls(real_redis)
+    answers = await asyncio.gather(*[ingest.accept(event) for event in events])
+    await ingest.close()
+    await client.aclose()
+    assert {a.outcome for a in answers} == {PROCESS}  # stored in Redis, none spooled
+    assert not spool.has_backlog
+    assert real_redis.xlen(KEYS.events) == 128
+    assert script_calls(real_redis) - calls >= 128 // 4  # at most four 1 MB bodies a call
+
+
+async def test_a_spool_of_big_bodies_drains_in_batches_of_bounded_bytes(
+    redis_server: Any, real_redis: Any, tmp_path: Path
+) -> None:
+    client = connect_async(redis_server.url)
+    spool = Spool(tmp_path)
+    ingest = Ingest(client, KEYS, spool)
+    events = [ingest._make.from_entry(big(n, 1_000_000)) for n in range(128)]
+    spool.append([entry_of(event) for event in events])
+    moved = await ingest.drain()
+    await ingest.close()
+    await client.aclose()
+    assert moved == 128 and not spool.has_backlog
+    assert real_redis.xlen(KEYS.events) == 128
+
+
+def test_a_batch_is_bounded_by_bytes_and_never_splits_a_body() -> None:
+    make = EventMaker(KEYS)
+    sized = [make.from_entry(big(n, size)) for n, size in enumerate([10, 10, 500, 10])]
+    overhead = len(sized[0].body) - 10
+    assert fit(sized, 2 * (10 + overhead)) == 2
+    assert fit(sized, 2 * (10 + overhead) - 1) == 1
+    assert fit(sized[2:], 1) == 1  # one body bigger than the bound goes alone
+    assert fit(sized, 10**6) == 4 and fit([], 1) == 0
