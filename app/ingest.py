@@ -42,7 +42,7 @@ from redis.backoff import NoBackoff
 
 from app.ingest_event import RECEIVED, Event, EventMaker, encode_metas, entry_of
 from app.ingest_line import Deadline, IngestLine
-from app.ingest_script import RECORD_BATCH, SPOOLED, Answer, answer_of
+from app.ingest_script import RECORD_BATCH, SPOOLED, Answer, answer_of, stored_answer
 from app.keys import Keys
 from app.spool import Entry, Spool
 
@@ -224,7 +224,19 @@ class Ingest:
             except redis.exceptions.NoScriptError:  # first call on this server: EVAL caches it
                 results = await self._line.call(("EVAL", RECORD_BATCH, len(keys), *keys, *args))
         replies = str(results).split(";")
-        return [answer_of(event, reply) for event, reply in zip(events, replies, strict=True)]
+        try:
+            return [answer_of(event, reply) for event, reply in zip(events, replies, strict=True)]
+        except Exception:  # the batch is stored: one bad answer must not fail the others
+            log.exception("ingest: answers of a stored batch could not all be made")
+            pairs = zip(events, replies, strict=True)
+            return [self._answer(event, reply) for event, reply in pairs]
+
+    @staticmethod
+    def _answer(event: Event, reply: str) -> Answer:
+        try:
+            return answer_of(event, reply)
+        except Exception:
+            return stored_answer(reply.split("|")[1])
 
     async def record_entries(self, entries: list[Entry]) -> list[Answer]:
         """`record` for Entry dicts (spool records, of any version)."""

@@ -167,5 +167,18 @@ def answer_of(event: Event, reply: str) -> Answer:
         body = {"accepted": True, "event_id": event_id, "outcome": "folded", "folded_into": into}
         return Answer(202, orjson.dumps(body), "folded")
     outcome = event.outcome
-    tail = _PROCESSED if outcome == PROCESS else b'","outcome":' + orjson.dumps(outcome) + b"}"
+    tail = _PROCESSED if outcome == PROCESS else b'","outcome":' + _json_text(outcome) + b"}"
     return Answer(202, b'{"accepted":true,"event_id":"' + event_id.encode() + tail, outcome)
+
+
+def stored_answer(event_id: str) -> Answer:
+    """The answer to a stored event whose own answer could not be made (a bug): still
+    202, as it is stored and queued."""
+    return Answer(202, b'{"accepted":true,"event_id":"%s"}' % event_id.encode(), "stored")
+
+
+def _json_text(text: str) -> bytes:
+    try:
+        return orjson.dumps(text)
+    except TypeError:  # a lone surrogate: not valid UTF-8
+        return orjson.dumps(text.encode("utf-8", "replace").decode("utf-8"))

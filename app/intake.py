@@ -74,19 +74,52 @@ async def read_body(request: web.Request, limit: int, idle_s: float) -> bytes:
 def parse_json(body: bytes) -> Any:
     """JSON of a verified body; 400 with the reason otherwise (deep nesting included).
 
-    orjson first (the fast path); what it refuses (NaN, integers past 64 bits, ...) is
-    given to the standard library, which decides.
+    orjson first (the fast path); what it refuses (NaN, integers past 64 bits, a lone
+    surrogate escape such as "\\udfff", ...) is given to the standard library, which
+    decides. Its text is then made valid Unicode (a lone surrogate becomes `?`), so
+    nothing taken from the body can fail an answer, a message or a batch later.
     """
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except RecursionError:
         raise Refused(400, "body is nested too deeply", "bad_json") from None
     except ValueError as exc:
         raise Refused(400, f"body is not JSON: {exc}", "bad_json") from None
+    return valid_text(value)
+
+
+def valid_text(value: Any) -> Any:
+    """`value` (parsed JSON) with every string, keys included, valid Unicode: a lone
+    surrogate is replaced by `?`, as `encode_metas` does. Walked without recursion (the
+    parser allows depths near Python's recursion limit)."""
+    root = [value]
+    stack: list[tuple[Any, Any]] = [(root, 0)]
+    while stack:
+        holder, at = stack.pop()
+        item = holder[at]
+        if isinstance(item, str):
+            holder[at] = _unicode(item)
+        elif isinstance(item, list):
+            stack.extend((item, i) for i in range(len(item)))
+        elif isinstance(item, dict):
+            if any(_unicode(key) is not key for key in item):  # JSON keys are text
+                cleaned = {_unicode(key): v for key, v in item.items()}
+                item.clear()
+                item.update(cleaned)
+            stack.extend((item, k) for k in item)
+    return root[0]
+
+
+def _unicode(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def epoch_text(value: Any) -> str:
@@ -229,7 +262,8 @@ class GiteaIntake:
         repo = raw.get("repository") if isinstance(raw, dict) else None
         if not isinstance(repo, dict) or not isinstance(repo.get("full_name"), str):
             raise Refused(400, "expected a Gitea webhook with repository.full_name", "bad_shape")
-        event = str(headers.get("X-Gitea-Event", ""))[:100]
+        # header text (aiohttp keeps undecodable bytes as lone surrogates) made valid
+        event = _unicode(str(headers.get("X-Gitea-Event", ""))[:100])
         name = repo["full_name"]
         project = next((p for p in self.registry.projects.values() if p.gitea_repo == name), None)
         if project is None:
@@ -239,7 +273,7 @@ class GiteaIntake:
         else:
             outcome = f"ignored: {event}"
         entry = base_entry(
-            "gitea", event, body, verified.digest, headers.get("X-Gitea-Delivery", "")
+            "gitea", event, body, verified.digest, _unicode(headers.get("X-Gitea-Delivery", ""))
         )
         entry.update(
             action=str(raw.get("action", ""))[:100],

@@ -148,6 +148,7 @@ async def test_text_that_is_not_utf8_is_replaced_not_failing_its_batch(
     odd = plane(1, ISSUE_A)
     odd["delivery"] = "d\udcff1"
     odd["field"] = "st\ud800ate"
+    odd["outcome"] = "ignored: issue/updated/st\ud800ate"  # its answer carries it too
     batch = [odd, plane(2, ISSUE_B)]
     client = connect_async(redis_server.url)
     ingest = Ingest(client, KEYS, Spool(tmp_path))
@@ -156,6 +157,7 @@ async def test_text_that_is_not_utf8_is_replaced_not_failing_its_batch(
     await client.aclose()
 
     assert [a.status for a in answers] == [202, 202]
+    assert answers[0].json()["outcome"] == "ignored: issue/updated/st?ate"
     first, second = (fields for _, fields in real_redis.xrange(KEYS.events))
     assert first["delivery"] == "d?1" and first["field"] == "st?ate"
     assert second["delivery"] == "d2"
@@ -253,3 +255,30 @@ def test_a_batch_is_bounded_by_bytes_and_never_splits_a_body() -> None:
     assert fit(sized, 2 * (10 + overhead) - 1) == 1
     assert fit(sized[2:], 1) == 1  # one body bigger than the bound goes alone
     assert fit(sized, 10**6) == 4 and fit([], 1) == 0
+
+
+async def test_an_answer_that_cannot_be_made_does_not_fail_the_rest_of_its_batch(
+    redis_server: Any, real_redis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch is stored and queued before its answers are made: a bug in one answer
+    (here made to raise) must not answer its batch 503, nor lose its event's id."""
+    import app.ingest
+
+    real = app.ingest.answer_of
+
+    def answer_of(event: Any, reply: str) -> Any:
+        if event.meta == bad_meta:
+            raise ValueError("a bug")
+        return real(event, reply)
+
+    monkeypatch.setattr(app.ingest, "answer_of", answer_of)
+    client = connect_async(redis_server.url)
+    ingest = Ingest(client, KEYS, Spool(tmp_path))
+    events = [ingest._make.from_entry(plane(n, ISSUE_A if n == 1 else ISSUE_B)) for n in (1, 2)]
+    bad_meta = events[0].meta
+    answers = await ingest.record(events)
+    await ingest.close()
+    await client.aclose()
+    stored = [event_id for event_id, _ in real_redis.xrange(KEYS.events)]
+    assert answers[0].status == 202 and answers[0].json()["event_id"] == stored[0]
+    assert answers[1].json()["outcome"] == PROCESS and answers[1].json()["event_id"] == stored[1]

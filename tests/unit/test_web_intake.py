@@ -12,6 +12,7 @@ import fakeredis
 import fakeredis.aioredis
 import pytest
 from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
 
 from app.plane.webhooks import signature
 from app.store import Store
@@ -256,3 +257,64 @@ async def test_a_comment_on_an_invalid_work_item_id_is_ignored(
     answer = await post(client, comment_body("<p>/planeflow retry</p>", issue="../../users/me"))
     assert answer["outcome"].startswith("ignored: work item id")
     assert store.r.llen("dramatiq:events") == 0
+
+
+@pytest.mark.parametrize("where", ["field", "event", "action", "actor"])
+async def test_a_lone_surrogate_escape_in_a_signed_body_is_replaced_not_a_503(
+    client: Client, store: Store, where: str
+) -> None:
+    """orjson refuses "\\udfff"; the standard library's fallback returns it as a lone
+    surrogate, which then failed the answer (and with it every request of its batch) or
+    the Dramatiq message (a 503 on every retry)."""
+    body = json.loads(state_body())
+    marker = "SURROGATE-HERE"
+    if where == "field":
+        body["activity"]["field"] = marker
+    elif where == "actor":
+        body["activity"]["actor"]["id"] = marker
+    else:
+        body[where] = marker
+    raw = json.dumps(body).encode().replace(marker.encode(), b"\\udfff")
+    others = [state_body(item=f"00000000-0000-4000-8000-{n:012d}") for n in range(8)]
+    statuses = await asyncio.gather(
+        *[raw_post(client, one) for one in [raw, *others]]  # one batch, or a few
+    )
+    assert statuses == [202] * 9
+    stored = [f for _, f in store.r.xrange(store.keys.events)]
+    assert len(stored) == 9
+    assert any("\\udfff" in f["body"] for f in stored)  # the body is kept as it was signed
+    for text in store.r.hvals("dramatiq:events.msgs"):
+        json.loads(text)  # every queued message is valid JSON
+
+
+async def test_a_gitea_event_header_that_is_not_utf8_is_replaced_not_a_503(
+    aiohttp_client: Any, tmp_path: Path, store: Store, fake_server: fakeredis.FakeServer
+) -> None:
+    app = create_app(
+        settings(tmp_path, gitea_webhook_secret=SecretStr("gitea-secret")),
+        registry=registry(
+            forge={
+                "plane_project_id": "00000000-0000-4000-8000-00000000f0f0",
+                "repo": "forge-repo",
+                "work_item_prefix": "FORGE",
+                "gitea_repo": "acme/x",
+            }
+        ),
+        redis_client=store.r,
+        aredis=lambda: fakeredis.aioredis.FakeRedis(server=fake_server, decode_responses=True),
+    )
+    server: Client = await aiohttp_client(app)
+    body = json.dumps({"action": "opened", "repository": {"full_name": "acme/x"}}).encode()
+    reader, writer = await asyncio.open_connection(server.server.host, server.server.port)
+    writer.write(
+        b"POST /webhooks/gitea HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+        b"X-Gitea-Signature: %s\r\nX-Gitea-Event: pull\xff\xferequest\r\n"
+        b"X-Gitea-Delivery: d\xff1\r\n\r\n%s"
+        % (len(body), signature("gitea-secret", body).encode(), body)
+    )
+    status_line = await asyncio.wait_for(reader.readline(), 10)
+    writer.close()
+    assert int(status_line.split()[1]) == 202
+    ((_, event),) = store.r.xrange(store.keys.events)
+    assert event["event"] == "pull??request" and event["delivery"] == "d?1"
+    assert event["outcome"] == "ignored: pull??request"
