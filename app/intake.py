@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import StreamReader, web
+from aiohttp.http_exceptions import PayloadEncodingError
 
 from app.domain.commands import mentions_command
 from app.domain.ids import is_uuid, why_not_uuid
@@ -41,11 +42,24 @@ class Refused(Exception):
 
 
 async def read_body(request: web.Request, limit: int, idle_s: float) -> bytes:
-    """The whole body, at most `limit` bytes; no byte for `idle_s` seconds → 408."""
+    """The whole body as sent, at most `limit` bytes; no byte for `idle_s` seconds → 408.
+    The app does not decompress bodies (`create_app`): a `Content-Encoding` body is
+    verified as the bytes it is, so one not signed that way is a 401, never decoded."""
     length = request.content_length
     if length is not None and length > limit:
         raise Refused(413, f"body over {limit} bytes", "too_large", close=True)
-    content = request.content
+    try:
+        parts = await _read_parts(request.content, limit, idle_s)
+    except PayloadEncodingError as exc:  # a bad chunk, a short body, ...
+        raise Refused(400, f"body unreadable: {exc.message}", "incomplete", close=True) from None
+    except (ConnectionError, asyncio.IncompleteReadError, OSError) as exc:
+        raise Refused(400, f"body incomplete: {exc}", "incomplete", close=True) from None
+    if len(parts) == 1:
+        return parts[0]
+    return b"".join(parts)
+
+
+async def _read_parts(content: StreamReader, limit: int, idle_s: float) -> list[bytes]:
     parts: list[bytes] = []
     size = 0
     while not content.at_eof():
@@ -58,17 +72,13 @@ async def read_body(request: web.Request, limit: int, idle_s: float) -> bytes:
                 raise Refused(
                     408, f"no body data for {idle_s:g}s", "read_timeout", close=True
                 ) from None
-            except (ConnectionError, asyncio.IncompleteReadError, OSError) as exc:
-                raise Refused(400, f"body incomplete: {exc}", "incomplete", close=True) from exc
             if not chunk:
                 break
         size += len(chunk)
         if size > limit:
             raise Refused(413, f"body over {limit} bytes", "too_large", close=True)
         parts.append(chunk)
-    if len(parts) == 1:
-        return parts[0]
-    return b"".join(parts)
+    return parts
 
 
 def parse_json(body: bytes) -> Any:

@@ -186,7 +186,12 @@ def create_app(
         Spool(settings.spool_dir),
     )
     # The body is read by `read_body` (with its own limit); this bounds only aiohttp's.
-    app = web.Application(client_max_size=settings.webhook_max_body + 1024)
+    # Bodies are never decompressed: the signature is of the bytes as sent, and a
+    # compressed body that is not is refused (401) without being decoded first.
+    app = web.Application(
+        client_max_size=settings.webhook_max_body + 1024,
+        handler_args={"auto_decompress": False},
+    )
     app[RECEIVER] = receiver
     app.router.add_post("/webhooks/plane", plane_webhook)
     app.router.add_post("/webhooks/gitea", gitea_webhook)

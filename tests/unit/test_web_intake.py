@@ -4,6 +4,7 @@ ids that must never reach a URL, and folding of state deliveries."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -318,3 +319,29 @@ async def test_a_gitea_event_header_that_is_not_utf8_is_replaced_not_a_503(
     ((_, event),) = store.r.xrange(store.keys.events)
     assert event["event"] == "pull??request" and event["delivery"] == "d?1"
     assert event["outcome"] == "ignored: pull??request"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+async def test_a_compressed_body_is_verified_as_sent_never_decoded(
+    client: Client, store: Store, encoding: str
+) -> None:
+    """Not compressed data under Content-Encoding made aiohttp's decoder raise (503 to an
+    unsigned sender); a compressed body was verified after decoding, not as sent."""
+    garbage = await raw_post(
+        client, b"hello", headers={"Content-Encoding": encoding, "X-Plane-Signature": "0" * 64}
+    )
+    assert garbage == 401
+    body = state_body()
+    packed = gzip.compress(body)
+    # signed before compression: not the bytes sent → 401, never decoded
+    assert (
+        await raw_post(
+            client,
+            packed,
+            headers={"Content-Encoding": "gzip", "X-Plane-Signature": signature(SECRET, body)},
+        )
+        == 401
+    )
+    # signed as sent: verified, then it is not JSON → 400
+    assert await raw_post(client, packed, headers={"Content-Encoding": "gzip"}) == 400
+    assert store.r.xlen(store.keys.events) == 0
