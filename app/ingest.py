@@ -32,6 +32,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -133,6 +134,9 @@ class Ingest:
         # batch never reaches Redis ahead of older events still waiting in the spool.
         self._order = asyncio.Lock()
         self._line = IngestLine(client.connection_pool)
+        # The spool's file work, in a thread of its own: no other work of the process
+        # (a /metrics scrape waiting on a hung Redis, say) can hold a webhook's answer.
+        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pf-spool")
 
     # -- the request path --------------------------------------------------------------
     async def accept(self, event: Event) -> Answer:
@@ -184,7 +188,7 @@ class Ingest:
             record = entry_of(event)
             record.update(spooled="1", received_at=record["received_at"] or received_at)
             records.append(record)
-        await asyncio.get_running_loop().run_in_executor(None, self.spool.append, records)
+        await asyncio.get_running_loop().run_in_executor(self._disk, self.spool.append, records)
         self._tally(events, ["spooled"] * len(events))
         return [SPOOLED] * len(events)
 
@@ -253,7 +257,7 @@ class Ingest:
         loop = asyncio.get_running_loop()
         while True:
             async with self._order:
-                claim = await loop.run_in_executor(None, self.spool.claim)
+                claim = await loop.run_in_executor(self._disk, self.spool.claim)
                 if claim is None:
                     self.spool.mark_drained()
                     return moved
@@ -268,10 +272,10 @@ class Ingest:
                     )
                     moved += len(chunk)
             except REDIS_ERRORS as exc:
-                await loop.run_in_executor(None, claim.release)
+                await loop.run_in_executor(self._disk, claim.release)
                 log.info("spool: drain paused (%s: %s)", type(exc).__name__, exc)
                 return moved
-            await loop.run_in_executor(None, claim.finish)
+            await loop.run_in_executor(self._disk, claim.finish)
 
     async def drain_forever(self, interval_s: float) -> None:
         while True:
@@ -293,3 +297,4 @@ class Ingest:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self._line.close()
+        self._disk.shutdown(wait=True)

@@ -8,12 +8,14 @@ hash `pf:counters` (Plane calls, failures, replays per project, ...) is exposed 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
@@ -115,6 +117,9 @@ class PipelineMetrics(Collector):
 
 
 class WebMetrics:
+    """The web process's metrics: its own (`registry`: no I/O to collect) and those read
+    from Redis at scrape time (`shared`, registered by the app)."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.webhooks = WebhookCounts()
@@ -122,6 +127,12 @@ class WebMetrics:
         self.spool_pending = Gauge(
             "planeflow_spool_pending", "Events waiting in the local spool", registry=self.registry
         )
+        self.shared_up = Gauge(
+            "planeflow_metrics_redis_up",
+            "Whether this scrape's Redis-backed metrics were read in time (1) or left out (0)",
+            registry=self.registry,
+        )
+        self.shared = CollectorRegistry()
 
     def count(self, source: str, outcome: str, n: int = 1) -> None:
         self.webhooks.add(source, outcome.split(":", 1)[0], n)
@@ -149,3 +160,36 @@ class WebhookCounts(Collector):
         for (source, outcome), n in list(self._counts.items()):
             family.add_metric([source, outcome], n)
         yield family
+
+
+class SharedScrape:
+    """The Redis-backed part of a scrape, in a thread of its own, one at a time, waited
+    for at most `wait_s`. A hung Redis holds each of its reads for the client's timeout
+    and retries (about a minute for a whole scrape): scrapes meanwhile share the one in
+    flight, are answered without it in time, and never take threads from anything else."""
+
+    def __init__(self, registry: CollectorRegistry, wait_s: float = 5.0) -> None:
+        self.registry = registry
+        self.wait_s = wait_s
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pf-metrics")
+        self._running: asyncio.Future[bytes] | None = None
+
+    async def text(self) -> bytes | None:
+        """The shared metrics' exposition text; None when not read within `wait_s`."""
+        if self._running is None or self._running.done():
+            loop = asyncio.get_running_loop()
+            self._running = loop.run_in_executor(self._thread, generate_latest, self.registry)
+            # retrieved here when no scrape waits for it any more (a late failure)
+            self._running.add_done_callback(_retrieve)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._running), self.wait_s)
+        except TimeoutError:
+            return None
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+def _retrieve(future: asyncio.Future[bytes]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("metrics: the shared scrape failed: %s", future.exception())

@@ -26,7 +26,7 @@ from app.config import Settings
 from app.ingest import REDIS_ERRORS, Ingest, connect_async
 from app.ingest_event import Event
 from app.intake import GiteaIntake, PlaneIntake, Refused, read_body
-from app.metrics import PipelineMetrics, SharedCounters, WebMetrics
+from app.metrics import PipelineMetrics, SharedCounters, SharedScrape, WebMetrics
 from app.projects import Registry
 from app.services import Services
 from app.spool import Spool
@@ -44,6 +44,7 @@ class Receiver:
     gitea: GiteaIntake
     metrics: WebMetrics
     spool: Spool
+    shared: SharedScrape
     ingest: Ingest | None = None  # made at startup, on the serving loop
 
 
@@ -131,12 +132,16 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """This process's metrics, and those read from Redis when Redis answers in time
+    (`planeflow_metrics_redis_up` says which): a hung Redis never holds a scrape."""
     receiver = request.app[RECEIVER]
     loop = asyncio.get_running_loop()
     pending = await loop.run_in_executor(None, receiver.spool.pending)
     receiver.metrics.spool_pending.set(pending)
-    text = await loop.run_in_executor(None, generate_latest, receiver.metrics.registry)
-    return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    shared = await receiver.shared.text()
+    receiver.metrics.shared_up.set(0 if shared is None else 1)
+    text = generate_latest(receiver.metrics.registry)  # in-process values only: no I/O
+    return web.Response(body=text + (shared or b""), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def never_500(handler: Handler) -> Handler:
@@ -174,16 +179,17 @@ def create_app(
     and closed with the app. `listen_host`: where the app will listen (None: a test).
     """
     web_metrics = WebMetrics()
-    web_metrics.registry.register(
+    web_metrics.shared.register(
         SharedCounters(redis_client, settings.keys.counters, settings.keys.webhooks_last)
     )
-    web_metrics.registry.register(PipelineMetrics(redis_client, settings.keys))
+    web_metrics.shared.register(PipelineMetrics(redis_client, settings.keys))
     receiver = Receiver(
         settings,
         PlaneIntake(registry, settings.plane_webhook_secret.get_secret_value(), settings.keys),
         GiteaIntake(registry, settings.gitea_webhook_secret.get_secret_value(), settings.keys),
         web_metrics,
         Spool(settings.spool_dir),
+        SharedScrape(web_metrics.shared),
     )
     # The body is read by `read_body` (with its own limit); this bounds only aiohttp's.
     # Bodies are never decompressed: the signature is of the bytes as sent, and a
@@ -223,6 +229,7 @@ def create_app(
             await drainer
         await receiver.ingest.close()
         await client.aclose()
+        receiver.shared.close()
         if services is None:
             if parts.broker is not None:
                 parts.broker.close()

@@ -18,7 +18,7 @@ from app.plane.webhooks import signature
 from app.sandbox.plane_runner import SandboxPlaneRunner
 from app.services import Services
 from app.store import connect
-from app.web import create_app
+from app.web import RECEIVER, create_app
 from tests.conftest import RedisServer, free_port
 from tests.e2e.conftest import wait_for
 from tests.helpers import (
@@ -173,6 +173,69 @@ async def test_redis_hung_mid_batch_spools_in_time_and_the_next_batch_reconnects
         answer = await third.json()
         assert third.status == 202 and "spooled" not in answer, answer  # a new connection
         assert client_r.xlen(cfg.keys.events) == 3
+    finally:
+        os.kill(server._proc.pid, signal.SIGCONT)
+        client_r.close()
+        server.stop()
+
+
+async def test_metrics_scrapes_during_a_hung_redis_never_hold_a_webhook(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    """Scrapes read Redis with the synchronous client (10 s timeouts, retries) in threads;
+    the spool's writes shared the same thread pool, so six scrapes abandoned by their
+    scraper left webhooks unanswered for 20 s and more. Now the spool has its own thread,
+    scrapes share one Redis read, and a scrape answers without it when it is late."""
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    cfg = settings(tmp_path, redis_url=server.url)
+    client_r = connect(server.url)
+    app = create_app(cfg, registry=registry(), redis_client=client_r, drain_interval_s=0.2)
+    client: Client = await aiohttp_client(app)
+    app[RECEIVER].shared.wait_s = 0.5
+    assert server._proc is not None
+    try:
+        first = await client.post("/webhooks/plane", data=variant(1)[0], headers=variant(1)[1])
+        assert first.status == 202 and "spooled" not in await first.json()
+        os.kill(server._proc.pid, signal.SIGSTOP)
+
+        async def abandoned_scrape() -> None:
+            try:
+                async with asyncio.timeout(0.2):
+                    await client.get("/metrics")
+            except TimeoutError:
+                pass
+
+        await asyncio.gather(*[abandoned_scrape() for _ in range(12)])
+        started = time.monotonic()
+        body, headers = variant(2)
+        resp = await client.post("/webhooks/plane", data=body, headers=headers)
+        waited = time.monotonic() - started
+        assert resp.status == 202 and (await resp.json())["spooled"] is True
+        assert waited < 3, f"answered after {waited:.1f}s"
+
+        started = time.monotonic()
+        scrape = await client.get("/metrics")
+        text = await scrape.text()
+        assert scrape.status == 200 and time.monotonic() - started < 3
+        assert "planeflow_metrics_redis_up 0.0" in text
+        assert 'planeflow_webhooks_total{outcome="spooled",source="plane"} 1.0' in text
+        assert "planeflow_tasks" not in text  # the Redis-backed part, left out
+
+        os.kill(server._proc.pid, signal.SIGCONT)
+        await asyncio.to_thread(
+            wait_for, lambda: client_r.xlen(cfg.keys.events) == 2, 15, "drained"
+        )
+
+        async def scraped() -> str:
+            return await (await client.get("/metrics")).text()
+
+        for _ in range(100):  # the late scrape ends, the next one reads Redis again
+            text = await scraped()
+            if "planeflow_metrics_redis_up 1.0" in text:
+                break
+            await asyncio.sleep(0.2)
+        assert "planeflow_metrics_redis_up 1.0" in text and "planeflow_tasks{" in text
     finally:
         os.kill(server._proc.pid, signal.SIGCONT)
         client_r.close()
