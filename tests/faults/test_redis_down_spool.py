@@ -7,10 +7,14 @@ import json
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from actors.worker import start_worker
@@ -99,36 +103,58 @@ async def test_hundred_webhooks_while_redis_is_down_are_processed_once(
         server.stop()
 
 
-async def test_hung_redis_sends_webhooks_to_the_spool_quickly(
-    aiohttp_client: Any, tmp_path: Path
-) -> None:
+@dataclass
+class Hangable:
+    """The receiver on a real Redis of its own that a test may SIGSTOP."""
+
+    server: RedisServer
+    cfg: Any
+    redis: Any  # the synchronous client the app was given
+    app: web.Application
+    client: Client
+
+    def hang(self) -> None:
+        assert self.server._proc is not None
+        os.kill(self.server._proc.pid, signal.SIGSTOP)  # accepts, never answers
+
+    def resume(self) -> None:
+        assert self.server._proc is not None
+        os.kill(self.server._proc.pid, signal.SIGCONT)
+
+
+@pytest.fixture
+async def hangable(aiohttp_client: Any, tmp_path: Path) -> AsyncIterator[Hangable]:
     server = RedisServer(free_port(), tmp_path)
     server.start()
     cfg = settings(tmp_path, redis_url=server.url)
     client_r = connect(server.url)
     app = create_app(cfg, registry=registry(), redis_client=client_r, drain_interval_s=0.2)
-    client: Client = await aiohttp_client(app)
-    body, headers = fixture_delivery("webhook_issue_updated_state")
-    assert server._proc is not None
+    world = Hangable(server, cfg, client_r, app, await aiohttp_client(app))
     try:
-        assert (await client.get("/readyz")).status == 200  # connected before the hang
-        os.kill(server._proc.pid, signal.SIGSTOP)  # Redis hangs: accepts, never answers
-        started = time.monotonic()
-        resp = await client.post("/webhooks/plane", data=body, headers=headers)
-        waited = time.monotonic() - started
-        assert resp.status == 202 and (await resp.json())["spooled"] is True
-        # Plane's sender gives up after a few seconds; the spool answers well before
-        assert waited < 3, f"answered after {waited:.1f}s"
-        os.kill(server._proc.pid, signal.SIGCONT)
-
-        def stored() -> bool:
-            return bool(client_r.xlen(cfg.keys.events) == 1)
-
-        await asyncio.to_thread(wait_for, stored, 15, "spool drained after the hang")
+        yield world
     finally:
-        os.kill(server._proc.pid, signal.SIGCONT)
+        world.resume()
         client_r.close()
         server.stop()
+
+
+async def test_hung_redis_sends_webhooks_to_the_spool_quickly(hangable: Hangable) -> None:
+    client, cfg = hangable.client, hangable.cfg
+    body, headers = fixture_delivery("webhook_issue_updated_state")
+    assert (await client.get("/readyz")).status == 200  # connected before the hang
+    hangable.hang()
+    started = time.monotonic()
+    resp = await client.post("/webhooks/plane", data=body, headers=headers)
+    waited = time.monotonic() - started
+    assert resp.status == 202 and (await resp.json())["spooled"] is True
+    # Plane's sender gives up after a few seconds; the spool answers well before
+    assert waited < 3, f"answered after {waited:.1f}s"
+    hangable.resume()
+
+    def stored() -> bool:
+        return bool(hangable.redis.xlen(cfg.keys.events) == 1)
+
+    await asyncio.to_thread(wait_for, stored, 15, "spool drained after the hang")
 
 
 def variant(n: int) -> tuple[bytes, dict[str, str]]:
@@ -141,102 +167,72 @@ def variant(n: int) -> tuple[bytes, dict[str, str]]:
 
 
 async def test_redis_hung_mid_batch_spools_in_time_and_the_next_batch_reconnects(
-    aiohttp_client: Any, tmp_path: Path
+    hangable: Hangable,
 ) -> None:
     # The ingest connection has no socket timeout of its own: the batch's deadline
     # (twice ORCH_INGEST_REDIS_TIMEOUT_S) must still end a command Redis never answers.
-    server = RedisServer(free_port(), tmp_path)
-    server.start()
-    cfg = settings(tmp_path, redis_url=server.url)
-    client_r = connect(server.url)
-    app = create_app(cfg, registry=registry(), redis_client=client_r, drain_interval_s=0.2)
-    client: Client = await aiohttp_client(app)
-    assert server._proc is not None
-    try:
-        first = await client.post("/webhooks/plane", data=variant(1)[0], headers=variant(1)[1])
-        assert first.status == 202 and "spooled" not in await first.json()  # connected
-        os.kill(server._proc.pid, signal.SIGSTOP)
-        started = time.monotonic()
-        body, headers = variant(2)
-        resp = await client.post("/webhooks/plane", data=body, headers=headers)
-        waited = time.monotonic() - started
-        assert resp.status == 202 and (await resp.json())["spooled"] is True
-        assert 0.5 < waited < 3, f"answered after {waited:.1f}s"
-        os.kill(server._proc.pid, signal.SIGCONT)
-        await asyncio.to_thread(
-            wait_for, lambda: client_r.xlen(cfg.keys.events) == 2, 15, "drained"
-        )
-        await asyncio.to_thread(
-            wait_for, lambda: not list((tmp_path / "spool").glob("spool-*")), 15, "files gone"
-        )
-        third = await client.post("/webhooks/plane", data=variant(3)[0], headers=variant(3)[1])
-        answer = await third.json()
-        assert third.status == 202 and "spooled" not in answer, answer  # a new connection
-        assert client_r.xlen(cfg.keys.events) == 3
-    finally:
-        os.kill(server._proc.pid, signal.SIGCONT)
-        client_r.close()
-        server.stop()
+    client, cfg, client_r = hangable.client, hangable.cfg, hangable.redis
+    first = await client.post("/webhooks/plane", data=variant(1)[0], headers=variant(1)[1])
+    assert first.status == 202 and "spooled" not in await first.json()  # connected
+    hangable.hang()
+    started = time.monotonic()
+    body, headers = variant(2)
+    resp = await client.post("/webhooks/plane", data=body, headers=headers)
+    waited = time.monotonic() - started
+    assert resp.status == 202 and (await resp.json())["spooled"] is True
+    assert 0.5 < waited < 3, f"answered after {waited:.1f}s"
+    hangable.resume()
+    await asyncio.to_thread(wait_for, lambda: client_r.xlen(cfg.keys.events) == 2, 15, "drained")
+    await asyncio.to_thread(
+        wait_for, lambda: not list(cfg.spool_dir.glob("spool-*")), 15, "files gone"
+    )
+    third = await client.post("/webhooks/plane", data=variant(3)[0], headers=variant(3)[1])
+    answer = await third.json()
+    assert third.status == 202 and "spooled" not in answer, answer  # a new connection
+    assert client_r.xlen(cfg.keys.events) == 3
 
 
 async def test_metrics_scrapes_during_a_hung_redis_never_hold_a_webhook(
-    aiohttp_client: Any, tmp_path: Path
+    hangable: Hangable,
 ) -> None:
     """Scrapes read Redis with the synchronous client (10 s timeouts, retries) in threads;
     the spool's writes shared the same thread pool, so six scrapes abandoned by their
     scraper left webhooks unanswered for 20 s and more. Now the spool has its own thread,
     scrapes share one Redis read, and a scrape answers without it when it is late."""
-    server = RedisServer(free_port(), tmp_path)
-    server.start()
-    cfg = settings(tmp_path, redis_url=server.url)
-    client_r = connect(server.url)
-    app = create_app(cfg, registry=registry(), redis_client=client_r, drain_interval_s=0.2)
-    client: Client = await aiohttp_client(app)
-    app[RECEIVER].shared.wait_s = 0.5
-    assert server._proc is not None
-    try:
-        first = await client.post("/webhooks/plane", data=variant(1)[0], headers=variant(1)[1])
-        assert first.status == 202 and "spooled" not in await first.json()
-        os.kill(server._proc.pid, signal.SIGSTOP)
+    client, cfg, client_r = hangable.client, hangable.cfg, hangable.redis
+    hangable.app[RECEIVER].shared.wait_s = 0.5
+    first = await client.post("/webhooks/plane", data=variant(1)[0], headers=variant(1)[1])
+    assert first.status == 202 and "spooled" not in await first.json()
+    hangable.hang()
 
-        async def abandoned_scrape() -> None:
-            try:
-                async with asyncio.timeout(0.2):
-                    await client.get("/metrics")
-            except TimeoutError:
-                pass
+    async def abandoned_scrape() -> None:
+        try:
+            async with asyncio.timeout(0.2):
+                await client.get("/metrics")
+        except TimeoutError:
+            pass
 
-        await asyncio.gather(*[abandoned_scrape() for _ in range(12)])
-        started = time.monotonic()
-        body, headers = variant(2)
-        resp = await client.post("/webhooks/plane", data=body, headers=headers)
-        waited = time.monotonic() - started
-        assert resp.status == 202 and (await resp.json())["spooled"] is True
-        assert waited < 3, f"answered after {waited:.1f}s"
+    await asyncio.gather(*[abandoned_scrape() for _ in range(12)])
+    started = time.monotonic()
+    body, headers = variant(2)
+    resp = await client.post("/webhooks/plane", data=body, headers=headers)
+    waited = time.monotonic() - started
+    assert resp.status == 202 and (await resp.json())["spooled"] is True
+    assert waited < 3, f"answered after {waited:.1f}s"
 
-        started = time.monotonic()
-        scrape = await client.get("/metrics")
-        text = await scrape.text()
-        assert scrape.status == 200 and time.monotonic() - started < 3
-        assert "planeflow_metrics_redis_up 0.0" in text
-        assert 'planeflow_webhooks_total{outcome="spooled",source="plane"} 1.0' in text
-        assert "planeflow_tasks" not in text  # the Redis-backed part, left out
+    started = time.monotonic()
+    scrape = await client.get("/metrics")
+    text = await scrape.text()
+    assert scrape.status == 200 and time.monotonic() - started < 3
+    assert "planeflow_metrics_redis_up 0.0" in text
+    assert 'planeflow_webhooks_total{outcome="spooled",source="plane"} 1.0' in text
+    assert "planeflow_tasks" not in text  # the Redis-backed part, left out
 
-        os.kill(server._proc.pid, signal.SIGCONT)
-        await asyncio.to_thread(
-            wait_for, lambda: client_r.xlen(cfg.keys.events) == 2, 15, "drained"
-        )
-
-        async def scraped() -> str:
-            return await (await client.get("/metrics")).text()
-
-        for _ in range(100):  # the late scrape ends, the next one reads Redis again
-            text = await scraped()
-            if "planeflow_metrics_redis_up 1.0" in text:
-                break
-            await asyncio.sleep(0.2)
-        assert "planeflow_metrics_redis_up 1.0" in text and "planeflow_tasks{" in text
-    finally:
-        os.kill(server._proc.pid, signal.SIGCONT)
-        client_r.close()
-        server.stop()
+    hangable.resume()
+    await asyncio.to_thread(wait_for, lambda: client_r.xlen(cfg.keys.events) == 2, 15, "drained")
+    for _ in range(100):  # the late scrape ends, the next one reads Redis again
+        text = await (await client.get("/metrics")).text()
+        if "planeflow_metrics_redis_up 1.0" in text:
+            break
+        await asyncio.sleep(0.2)
+    assert "planeflow_metrics_redis_up 1.0" in text and "planeflow_tasks{" in text
