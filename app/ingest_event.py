@@ -216,8 +216,14 @@ def encode_metas(metas: list[list[str]]) -> bytes:
     try:
         return orjson.dumps(metas)
     except TypeError:
-        return orjson.dumps([[_clean(value) for value in meta] for meta in metas])
+        return orjson.dumps([[valid_unicode(value) for value in meta] for meta in metas])
 
 
-def _clean(value: str) -> str:
-    return value.encode("utf-8", "replace").decode("utf-8")
+def valid_unicode(text: str) -> str:
+    """`text` as valid Unicode: a lone surrogate (a header's undecodable bytes, kept so by
+    aiohttp, or a JSON escape such as "\\udfff") is replaced by `?`."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text

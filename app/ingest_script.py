@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from app.ingest_event import AT, META_HEAD, PROCESS, STREAM_FIELDS, Event
+from app.ingest_event import AT, META_HEAD, PROCESS, STREAM_FIELDS, Event, valid_unicode
 from app.queue import MESSAGE_AFTER_ARGS, MESSAGE_BEFORE_ID, MESSAGE_BEFORE_TIMESTAMP
 
 _STORED, _DUPLICATE, _FOLDED = "1", "0", "2"  # each event's code in the script's reply
@@ -167,7 +167,11 @@ def answer_of(event: Event, reply: str) -> Answer:
         body = {"accepted": True, "event_id": event_id, "outcome": "folded", "folded_into": into}
         return Answer(202, orjson.dumps(body), "folded")
     outcome = event.outcome
-    tail = _PROCESSED if outcome == PROCESS else b'","outcome":' + _json_text(outcome) + b"}"
+    tail = (
+        _PROCESSED
+        if outcome == PROCESS
+        else b'","outcome":' + orjson.dumps(valid_unicode(outcome)) + b"}"
+    )
     return Answer(202, b'{"accepted":true,"event_id":"' + event_id.encode() + tail, outcome)
 
 
@@ -175,10 +179,3 @@ def stored_answer(event_id: str) -> Answer:
     """The answer to a stored event whose own answer could not be made (a bug): still
     202, as it is stored and queued."""
     return Answer(202, b'{"accepted":true,"event_id":"%s"}' % event_id.encode(), "stored")
-
-
-def _json_text(text: str) -> bytes:
-    try:
-        return orjson.dumps(text)
-    except TypeError:  # a lone surrogate: not valid UTF-8
-        return orjson.dumps(text.encode("utf-8", "replace").decode("utf-8"))

@@ -21,7 +21,7 @@ from aiohttp.http_exceptions import PayloadEncodingError
 
 from app.domain.commands import mentions_command
 from app.domain.ids import is_uuid, why_not_uuid
-from app.ingest_event import PROCESS, Event, EventMaker
+from app.ingest_event import PROCESS, Event, EventMaker, valid_unicode
 from app.keys import Keys
 from app.plane.hook import Hook, ShapeError, read_hook
 from app.plane.webhooks import Verifier
@@ -86,8 +86,8 @@ def parse_json(body: bytes) -> Any:
 
     orjson first (the fast path); what it refuses (NaN, integers past 64 bits, a lone
     surrogate escape such as "\\udfff", ...) is given to the standard library, which
-    decides. Its text is then made valid Unicode (a lone surrogate becomes `?`), so
-    nothing taken from the body can fail an answer, a message or a batch later.
+    decides. Its text is then made valid Unicode (a lone surrogate becomes `?`, keys
+    included), so nothing taken from the body can fail an answer, a message or a batch.
     """
     try:
         return orjson.loads(body)
@@ -95,41 +95,15 @@ def parse_json(body: bytes) -> Any:
         pass
     try:
         value = json.loads(body)
+        text = json.dumps(value, ensure_ascii=False)
+        valid = valid_unicode(text)
+        if valid is not text:
+            value = json.loads(valid)
     except RecursionError:
         raise Refused(400, "body is nested too deeply", "bad_json") from None
     except ValueError as exc:
         raise Refused(400, f"body is not JSON: {exc}", "bad_json") from None
-    return valid_text(value)
-
-
-def valid_text(value: Any) -> Any:
-    """`value` (parsed JSON) with every string, keys included, valid Unicode: a lone
-    surrogate is replaced by `?`, as `encode_metas` does. Walked without recursion (the
-    parser allows depths near Python's recursion limit)."""
-    root = [value]
-    stack: list[tuple[Any, Any]] = [(root, 0)]
-    while stack:
-        holder, at = stack.pop()
-        item = holder[at]
-        if isinstance(item, str):
-            holder[at] = _unicode(item)
-        elif isinstance(item, list):
-            stack.extend((item, i) for i in range(len(item)))
-        elif isinstance(item, dict):
-            if any(_unicode(key) is not key for key in item):  # JSON keys are text
-                cleaned = {_unicode(key): v for key, v in item.items()}
-                item.clear()
-                item.update(cleaned)
-            stack.extend((item, k) for k in item)
-    return root[0]
-
-
-def _unicode(text: str) -> str:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")
-    return text
+    return value
 
 
 def epoch_text(value: Any) -> str:
@@ -273,7 +247,7 @@ class GiteaIntake:
         if not isinstance(repo, dict) or not isinstance(repo.get("full_name"), str):
             raise Refused(400, "expected a Gitea webhook with repository.full_name", "bad_shape")
         # header text (aiohttp keeps undecodable bytes as lone surrogates) made valid
-        event = _unicode(str(headers.get("X-Gitea-Event", ""))[:100])
+        event = valid_unicode(str(headers.get("X-Gitea-Event", ""))[:100])
         name = repo["full_name"]
         project = next((p for p in self.registry.projects.values() if p.gitea_repo == name), None)
         if project is None:
@@ -282,9 +256,8 @@ class GiteaIntake:
             outcome = PROCESS
         else:
             outcome = f"ignored: {event}"
-        entry = base_entry(
-            "gitea", event, body, verified.digest, _unicode(headers.get("X-Gitea-Delivery", ""))
-        )
+        delivery = valid_unicode(headers.get("X-Gitea-Delivery", ""))
+        entry = base_entry("gitea", event, body, verified.digest, delivery)
         entry.update(
             action=str(raw.get("action", ""))[:100],
             project=project.name if project else name,
