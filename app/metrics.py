@@ -117,8 +117,8 @@ class PipelineMetrics(Collector):
 
 
 class WebMetrics:
-    """The web process's metrics: its own (`registry`: no I/O to collect) and those read
-    from Redis at scrape time (`shared`, registered by the app)."""
+    """The web process's own metrics (no I/O to collect); those it reads from Redis at
+    scrape time are `SharedScrape`'s."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -132,7 +132,6 @@ class WebMetrics:
             "Whether this scrape's Redis-backed metrics were read in time (1) or left out (0)",
             registry=self.registry,
         )
-        self.shared = CollectorRegistry()
 
     def count(self, source: str, outcome: str, n: int = 1) -> None:
         self.webhooks.add(source, outcome.split(":", 1)[0], n)
@@ -168,8 +167,8 @@ class SharedScrape:
     and retries (about a minute for a whole scrape): scrapes meanwhile share the one in
     flight, are answered without it in time, and never take threads from anything else."""
 
-    def __init__(self, registry: CollectorRegistry, wait_s: float = 5.0) -> None:
-        self.registry = registry
+    def __init__(self, wait_s: float = 5.0) -> None:
+        self.registry = CollectorRegistry()  # the Redis-backed collectors, registered here
         self.wait_s = wait_s
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pf-metrics")
         self._running: asyncio.Future[bytes] | None = None

@@ -178,18 +178,18 @@ def create_app(
     serving loop by `aredis` (default: from `settings.redis_url`, with short timeouts)
     and closed with the app. `listen_host`: where the app will listen (None: a test).
     """
-    web_metrics = WebMetrics()
-    web_metrics.shared.register(
+    shared = SharedScrape()
+    shared.registry.register(
         SharedCounters(redis_client, settings.keys.counters, settings.keys.webhooks_last)
     )
-    web_metrics.shared.register(PipelineMetrics(redis_client, settings.keys))
+    shared.registry.register(PipelineMetrics(redis_client, settings.keys))
     receiver = Receiver(
         settings,
         PlaneIntake(registry, settings.plane_webhook_secret.get_secret_value(), settings.keys),
         GiteaIntake(registry, settings.gitea_webhook_secret.get_secret_value(), settings.keys),
-        web_metrics,
+        WebMetrics(),
         Spool(settings.spool_dir),
-        SharedScrape(web_metrics.shared),
+        shared,
     )
     # The body is read by `read_body` (with its own limit); this bounds only aiohttp's.
     # Bodies are never decompressed: the signature is of the bytes as sent, and a
@@ -220,7 +220,7 @@ def create_app(
             events_maxlen=settings.events_maxlen,
             delivery_ttl_s=settings.delivery_ttl_s,
             timeout_s=max(settings.ingest_redis_timeout_s * 2, 0.2),
-            count=web_metrics.count,
+            count=receiver.metrics.count,
         )
         drainer = asyncio.create_task(receiver.ingest.drain_forever(drain_interval_s))
         yield
