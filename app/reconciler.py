@@ -17,22 +17,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter as Tally
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from app import logs
 from app.config import Settings
 from app.domain.models import Task
-from app.domain.stages import FINISHED_STAGES, Stage
+from app.domain.stages import FINISHED_STAGES
 from app.events import EventProcessor
 from app.missing_items import MissingItems
 from app.pipeline import JobSender, PlaneWrites
 from app.plane.client import MAX_PER_PAGE, PlaneClient
 from app.plane.models import WorkItem
-from app.plane.status import STAGE_STATUS_KEY, ProjectStates, StateResolver, Trigger
+from app.plane.status import ProjectStates, StateResolver, Trigger
 from app.projects import Project, Registry
+from app.reconcile_rules import PassReport, replay_wanted, stale_status
 from app.reconcile_state import ReconcileStateStore
 from app.store import Store
 from app.sweeps import Sweeps
@@ -40,35 +39,6 @@ from app.sweeps import Sweeps
 log = logging.getLogger(__name__)
 
 ClientFactory = Callable[[Callable[[str], None]], PlaneClient]
-
-
-@dataclass
-class PassReport:
-    project: str
-    rolled: bool = False  # the rolling scan read a page
-    round_done: bool = False  # ... its last: every item was seen once since the round began
-    api_calls: int = 0
-    scanned: int = 0
-    replayed: int = 0
-    repaired: int = 0
-    items_checked: int = 0
-    deleted: int = 0
-    skipped: Tally[str] = field(default_factory=Tally)
-    error: str | None = None
-    ran: bool = True
-
-    def summary(self) -> str:
-        if not self.ran:
-            return f"{self.project}: skipped (a pass is already running)"
-        skipped = ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())) or "none"
-        rolling = " + rolling page" + (" (round complete)" if self.round_done else "")
-        return (
-            f"{self.project}: incremental scan{rolling if self.rolled else ''}, "
-            f"{self.scanned} item(s), {self.api_calls} API call(s), "
-            f"{self.replayed} replayed, {self.repaired} status repaired, "
-            f"{self.items_checked} item(s) checked, {self.deleted} cancelled as deleted, "
-            f"skipped: {skipped}" + (f", ERROR: {self.error}" if self.error else "")
-        )
 
 
 class Reconciler:
@@ -239,17 +209,7 @@ class Reconciler:
         if task is not None and self.store.active_job(task) is not None:
             report.skipped["active job"] += 1
             return
-        if trigger is Trigger.START:
-            # A blocked task resumes only on a move made after it was blocked: a start
-            # state left over from before (our own status write failed) is no trigger.
-            wanted = task is None or (
-                task.stage is Stage.BLOCKED and item.updated_at > task.updated_at
-            )
-        elif trigger in (Trigger.APPROVED, Trigger.REJECTED):
-            wanted = task is not None and task.stage is Stage.REVIEW
-        else:
-            wanted = task is not None and task.stage not in FINISHED_STAGES
-        if not wanted:
+        if not replay_wanted(trigger, item, task):
             report.skipped["in step"] += 1
             return
         decision = self.events.route(item, project, source="reconciler replay")
@@ -277,24 +237,10 @@ class Reconciler:
             if task.stage in FINISHED_STAGES:
                 continue
             item = seen.get(issue_id)
-            drifted = not task.status_sync_ok
-            if item is not None and not drifted:
-                young = (
-                    self.now() - item.updated_at
-                ).total_seconds() < self.settings.reconcile_grace_s
-                expected = states.resolve(STAGE_STATUS_KEY[task.stage])
-                # A trigger state set after the task last changed is a human's input
-                # (handled above); one older than that is stale indication: repair it.
-                human_input = (
-                    item.state_id or ""
-                ) in triggers and item.updated_at > task.updated_at
-                drifted = (
-                    expected is not None
-                    and item.state_id != expected
-                    and not young
-                    and not human_input
-                )
-            if drifted:
+            grace_s = self.settings.reconcile_grace_s
+            if not task.status_sync_ok or (
+                item is not None and stale_status(task, item, states, triggers, self.now(), grace_s)
+            ):
                 # Never a write from this copy of the task: the outbox writes the status
                 # the task has when it is flushed.
                 self.store.update_task(task.id, status_sync_ok=False)
